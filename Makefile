@@ -1,0 +1,39 @@
+# Test services; override on the command line or in the environment.
+export GORMCACHE_REDIS_ADDR ?= 127.0.0.1:6379
+export GORMCACHE_PG_DSN ?= host=127.0.0.1 port=5432 user=postgres dbname=test sslmode=disable
+
+GO ?= go
+BENCHCOUNT ?= 6
+
+.PHONY: test services vet lint bench bench-cache fuzz demo
+
+## test: make PostgreSQL and Redis answer (start or install them), then vet and run every test with -race.
+test: services vet
+	$(GO) test -race -count=1 -timeout 20m ./...
+
+services:
+	bash .ci/services.sh
+
+vet:
+	$(GO) vet ./...
+
+## lint: gofmt, go vet and staticcheck.
+lint: vet
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) run honnef.co/go/tools/cmd/staticcheck@v0.7.0 ./...
+
+## bench-cache: the cache package's benchmarks (medians need benchstat over -count runs).
+bench-cache: services
+	$(GO) test -run '^$$' -bench . -benchmem -count=$(BENCHCOUNT) ./cache/ ./repository/
+
+## bench: the side-by-side suite against raw GORM and peer libraries.
+bench: services
+	cd benchmarks && $(GO) test -run '^$$' -bench . -benchmem -count=$(BENCHCOUNT) -timeout 60m .
+
+## fuzz: run each decoder's fuzz target for a while.
+fuzz:
+	$(GO) test -run '^$$' -fuzz FuzzDecodeEnvelope -fuzztime 60s ./cache/
+
+## demo: the multi-instance demo on embedded servers.
+demo:
+	$(GO) run ./example/multiinstance

@@ -1,0 +1,271 @@
+package cache
+
+import (
+	"context"
+	"errors"
+	"math/rand/v2"
+	"reflect"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sync/singleflight"
+)
+
+// Cache is a two-tier, versioned read-through cache: an in-process tier (L1,
+// bigcache) in front of a shared Redis tier (L2) in front of a loader. It is
+// safe for concurrent use. Read with Get and GetMany; after a write to the
+// source commits, call Invalidate.
+type Cache struct {
+	opts      Options
+	l1        *l1 // nil when L1 is disabled
+	l2        *l2 // nil when there is no Redis
+	codecHash uint64
+	group     singleflight.Group
+	st        stats
+
+	// localOn gates L1: while false, L1 is neither read nor filled. The
+	// invalidation bus turns it off while it cannot vouch for L1.
+	localOn atomic.Bool
+
+	// pendingBump counts invalidations that could not reach Redis;
+	// bumpCovered is the count already covered by an epoch bump. While they
+	// differ, L2 is not used at all: it may hold entries those invalidations
+	// should have retired, and this instance must read its own writes.
+	pendingBump atomic.Uint64
+	bumpCovered atomic.Uint64
+
+	pubMu sync.Mutex                 // serialises SetPublisher
+	pub   atomic.Pointer[pubHolder] // read on every invalidation
+
+	closed    atomic.Bool
+	closeOnce sync.Once
+	stop      chan struct{} // closed by Close
+	kick      chan struct{} // wakes the maintenance loop early (buffered, 1)
+	done      chan struct{} // closed when the maintenance loop returns
+}
+
+// Invalidation names a key and the version a committed write gave it. A zero
+// Version means "unversioned": the cache stamps the tombstone with a version
+// newer than anything stored (see Invalidate).
+type Invalidation struct {
+	Key     string
+	Version uint64
+}
+
+// Publisher receives every invalidation this Cache applied, after both tiers
+// were updated, with the versions actually recorded. It is the seam where the
+// invalidation package tells other instances. Publish owns delivery and
+// retries; it must not block for long.
+type Publisher interface {
+	Publish(ctx context.Context, invs []Invalidation)
+}
+
+type pubHolder struct{ p Publisher }
+
+// maxVersion is the largest version Invalidate accepts: versions stay exact
+// in the Lua number type used to stamp unversioned tombstones.
+const maxVersion = 1<<53 - 1
+
+// New validates opts, applies defaults and returns a ready Cache. If Redis
+// does not answer, New still succeeds: the cache serves from L1 and the
+// loader, and starts using Redis once the namespace epoch can be read.
+func New(ctx context.Context, opts Options) (*Cache, error) {
+	o := opts.withDefaults()
+	if err := o.validate(); err != nil {
+		return nil, err
+	}
+	c := &Cache{
+		opts:      o,
+		codecHash: hashString("codec:" + o.Codec.Name()),
+		stop:      make(chan struct{}),
+		kick:      make(chan struct{}, 1),
+		done:      make(chan struct{}),
+	}
+	c.localOn.Store(true)
+	if o.L1MaxBytes > 0 {
+		l, err := newL1(o)
+		if err != nil {
+			return nil, err
+		}
+		c.l1 = l
+	}
+	if o.Redis != nil {
+		c.l2 = &l2{rdb: o.Redis, ns: o.Namespace, timeout: o.RedisTimeout, errors: &c.st.redisErrors}
+		c.l2.br.clock, c.l2.br.retry = o.Clock, o.RedisRetryAfter
+		if n, err := c.l2.readEpoch(ctx, false); err == nil {
+			c.l2.setEpoch(n)
+		}
+		go c.maintain()
+	} else {
+		close(c.done)
+	}
+	return c, nil
+}
+
+// Close stops the cache's goroutines and releases L1. It does not close the
+// Redis client, which belongs to the caller. Close is idempotent; operations
+// after it return ErrClosed.
+func (c *Cache) Close() error {
+	if c == nil {
+		return nil
+	}
+	var err error
+	c.closeOnce.Do(func() {
+		c.closed.Store(true)
+		close(c.stop)
+		<-c.done
+		if c.l1 != nil {
+			err = c.l1.close()
+		}
+	})
+	return err
+}
+
+// Namespace returns the namespace the cache was configured with.
+func (c *Cache) Namespace() string { return c.opts.Namespace }
+
+// RedisHealthy reports whether Redis is in use: the epoch is known and
+// Redis is not marked down. It is true-ish for a cache without Redis.
+func (c *Cache) RedisHealthy() bool {
+	return c.l2 == nil || (c.l2.epoch.Load() != nil && c.l2.br.healthy())
+}
+
+// Stats returns a snapshot of the counters.
+func (c *Cache) Stats() Stats {
+	s := Stats{
+		L1Hits: c.st.l1Hits.load(), L2Hits: c.st.l2Hits.load(), Misses: c.st.misses.load(),
+		Loads: c.st.loads.load(), Coalesce: c.st.coalesce.load(), NotFoundHits: c.st.nfHits.load(),
+		LoadErrors: c.st.loadErrors.load(), RejectedFills: c.st.rejected.load(),
+		TombstonesWritten: c.st.tombstones.load(), Invalidations: c.st.invalidations.load(),
+		LocalEvictions: c.st.localEvictions.load(), Flushes: c.st.flushes.load(),
+		DecodeErrors: c.st.decodeErrors.load(), SchemaMismatches: c.st.schemaMismatch.load(),
+		L1Skips: c.st.l1Skips.load(), RedisErrors: c.st.redisErrors.load(), RedisSkips: c.st.redisSkips.load(),
+		PendingEpochBumps: c.st.pendingBumps.load(), EpochChanges: c.st.epochChanges.load(),
+	}
+	if c.l2 != nil {
+		s.BreakerTrips = c.l2.br.trips.Load()
+		if e := c.l2.epoch.Load(); e != nil {
+			s.Epoch = e.n
+		}
+	}
+	if c.l1 != nil {
+		s.L1Entries = c.l1.len()
+	}
+	return s
+}
+
+// check validates the receiver and a key.
+func (c *Cache) check(key string) error {
+	if c == nil {
+		return ErrNilCache
+	}
+	if c.closed.Load() {
+		return ErrClosed
+	}
+	return checkKey(key)
+}
+
+func checkKey(key string) error {
+	if key == "" {
+		return ErrInvalidKey
+	}
+	if len(key) > MaxKeyLen {
+		return errors.Join(ErrInvalidKey, errors.New("gormcache: key longer than MaxKeyLen"))
+	}
+	for i := 0; i < len(key); i++ {
+		if key[i] == '{' || key[i] == '}' {
+			return errors.Join(ErrInvalidKey, errors.New("gormcache: key contains '{' or '}'"))
+		}
+	}
+	return nil
+}
+
+func (c *Cache) schemaFor(t reflect.Type) uint64 { return schemaOf(t, c.codecHash) }
+
+// useL1 reports whether L1 may be read and filled now.
+func (c *Cache) useL1(skip bool) bool { return c.l1 != nil && !skip && c.localOn.Load() }
+
+// l2Key returns the Redis key for key, or "" when Redis cannot be used now
+// (no Redis, epoch unknown, or marked down).
+func (c *Cache) l2Key(key string) string {
+	if c.l2 == nil {
+		return ""
+	}
+	e := c.l2.epoch.Load()
+	if e == nil || c.pendingBump.Load() != c.bumpCovered.Load() {
+		c.st.redisSkips.add(1)
+		return ""
+	}
+	return e.prefix + key + "}"
+}
+
+// jitter shortens d by a random fraction below TTLJitter.
+func (c *Cache) jitter(d time.Duration) time.Duration {
+	if c.opts.TTLJitter == 0 || d <= 0 {
+		return d
+	}
+	return d - time.Duration(rand.Float64()*c.opts.TTLJitter*float64(d))
+}
+
+// flightKey is the singleflight key of key: it includes the L1 flush
+// generation, so callers arriving after a flush never join a load that
+// began before it.
+func (c *Cache) flightKey(key string) string {
+	if c.l1 == nil {
+		return key
+	}
+	return key + "\x00" + strconv.FormatUint(c.l1.flushGen.Load(), 36)
+}
+
+func (c *Cache) forget(key string) {
+	c.group.Forget(c.flightKey(key))
+}
+
+// maintain re-reads the namespace epoch every EpochInterval and bumps it
+// while invalidations that failed to reach Redis are not yet covered by a
+// bump. It stops when Close is called.
+func (c *Cache) maintain() {
+	defer close(c.done)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	t := time.NewTicker(c.opts.EpochInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-c.stop:
+			return
+		case <-t.C:
+		case <-c.kick:
+		}
+		p := c.pendingBump.Load()
+		if err := c.refreshEpoch(ctx, p != c.bumpCovered.Load()); err == nil {
+			c.bumpCovered.Store(p)
+		}
+	}
+}
+
+// refreshEpoch reads the namespace epoch (raising it first if bump is set)
+// and adopts it.
+func (c *Cache) refreshEpoch(ctx context.Context, bump bool) error {
+	n, err := c.l2.readEpoch(ctx, bump)
+	if err != nil {
+		return err
+	}
+	c.adoptEpoch(n)
+	return nil
+}
+
+// adoptEpoch switches to epoch n. Entries of other epochs are never read
+// again; L1, filled from the old epoch, is flushed.
+func (c *Cache) adoptEpoch(n uint64) {
+	first := c.l2.epoch.Load() == nil
+	if !c.l2.setEpoch(n) {
+		return
+	}
+	if !first {
+		c.st.epochChanges.add(1)
+	}
+	c.FlushLocal()
+}

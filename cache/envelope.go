@@ -1,0 +1,117 @@
+package cache
+
+import (
+	"encoding/binary"
+	"fmt"
+)
+
+// Kind is what an entry says about its key.
+type Kind uint8
+
+// Entry kinds.
+const (
+	// KindValue holds an encoded value.
+	KindValue Kind = 1
+	// KindTombstone records that the key was invalidated at a version: any
+	// fill with an older version is rejected. It is a miss for readers.
+	KindTombstone Kind = 2
+	// KindNotFound records that the loader found nothing. Not-found entries
+	// always carry version 0, so they never outrank a later insert.
+	KindNotFound Kind = 3
+)
+
+func (k Kind) String() string {
+	switch k {
+	case KindValue:
+		return "value"
+	case KindTombstone:
+		return "tombstone"
+	case KindNotFound:
+		return "not-found"
+	}
+	return fmt.Sprintf("Kind(%d)", uint8(k))
+}
+
+// The envelope is the byte layout of every entry in both tiers:
+//
+//	offset size field
+//	0      1    magic (format version), envMagic
+//	1      1    kind
+//	2      8    version, big-endian (so Lua can compare it bytewise)
+//	10     8    expiry, unix nanoseconds, big-endian; 0 = none
+//	18     8    schema fingerprint of the value's type and codec
+//	26     4    payload length
+//	30     n    payload (codec bytes; empty unless KindValue)
+//
+// The Lua scripts in l2.go read the magic, kind and version at these offsets.
+const (
+	envMagic     byte = 0xC7
+	envHeaderLen      = 30
+	offKind           = 1
+	offVersion        = 2
+	offExpiry         = 10
+	offSchema         = 18
+	offLen            = 26
+)
+
+// envelope is a decoded entry. Its payload aliases the decoded buffer.
+type envelope struct {
+	kind    Kind
+	version uint64
+	expiry  int64 // unix nanoseconds; 0 = never
+	schema  uint64
+	payload []byte
+}
+
+// appendEnvelope appends the encoding of e to dst.
+func appendEnvelope(dst []byte, e envelope) []byte {
+	var h [envHeaderLen]byte
+	h[0] = envMagic
+	h[offKind] = byte(e.kind)
+	binary.BigEndian.PutUint64(h[offVersion:], e.version)
+	binary.BigEndian.PutUint64(h[offExpiry:], uint64(e.expiry))
+	binary.BigEndian.PutUint64(h[offSchema:], e.schema)
+	binary.BigEndian.PutUint32(h[offLen:], uint32(len(e.payload)))
+	dst = append(dst, h[:]...)
+	return append(dst, e.payload...)
+}
+
+// decodeEnvelope parses b. Every malformed input (short, foreign magic,
+// unknown kind, length mismatch, payload on a non-value) is errCorrupt; it
+// never panics and never reads past b.
+func decodeEnvelope(b []byte) (envelope, error) {
+	if len(b) < envHeaderLen || b[0] != envMagic {
+		return envelope{}, errCorrupt
+	}
+	e := envelope{
+		kind:    Kind(b[offKind]),
+		version: binary.BigEndian.Uint64(b[offVersion:]),
+		expiry:  int64(binary.BigEndian.Uint64(b[offExpiry:])),
+		schema:  binary.BigEndian.Uint64(b[offSchema:]),
+	}
+	n := binary.BigEndian.Uint32(b[offLen:])
+	if uint64(n) != uint64(len(b)-envHeaderLen) || e.expiry < 0 {
+		return envelope{}, errCorrupt
+	}
+	switch e.kind {
+	case KindValue:
+		e.payload = b[envHeaderLen:]
+	case KindTombstone, KindNotFound:
+		if n != 0 {
+			return envelope{}, errCorrupt
+		}
+	default:
+		return envelope{}, errCorrupt
+	}
+	return e, nil
+}
+
+// expired reports whether e has expired at now (unix nanoseconds).
+func (e envelope) expired(now int64) bool { return e.expiry != 0 && now >= e.expiry }
+
+// setExpiry rewrites the expiry of an encoded envelope in place.
+func setExpiry(b []byte, expiry int64) {
+	if len(b) >= envHeaderLen {
+		binary.BigEndian.PutUint64(b[offExpiry:], uint64(expiry))
+	}
+}

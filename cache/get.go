@@ -1,0 +1,369 @@
+package cache
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"reflect"
+	"runtime/debug"
+	"time"
+
+	"github.com/gormcache/gormcache/internal/failpoint"
+)
+
+// LoadFunc loads key from the source of truth. It returns the value and the
+// version the source holds it at (a row's version column), or an error
+// wrapping ErrNotFound when the key does not exist, which is then cached for
+// NotFoundTTL. Any other error is returned to every waiting caller and never
+// cached.
+//
+// Version 0 means the source has no version: the entry then takes the
+// version of the tombstone the read observed (see Invalidate), which is
+// enough to reject it if a write commits while the load runs.
+//
+// The loader runs on a context detached from the caller's cancellation (one
+// caller giving up must not fail the others) and bounded by LoadTimeout.
+type LoadFunc[T any] func(ctx context.Context, key string) (value T, version uint64, err error)
+
+// ReadOption adjusts one read.
+type ReadOption func(*readOptions)
+
+type readOptions struct {
+	ttl    time.Duration
+	skipL1 bool
+}
+
+// WithTTL sets the L2 lifetime of an entry this read fills (L1 keeps it for
+// at most L1TTL). It does not change entries already cached.
+func WithTTL(d time.Duration) ReadOption { return func(o *readOptions) { o.ttl = d } }
+
+// SkipL1 makes the read bypass the in-process tier: neither read nor filled.
+func SkipL1() ReadOption { return func(o *readOptions) { o.skipL1 = true } }
+
+// source says where a flight found its entry.
+type source uint8
+
+const (
+	fromL1 source = iota + 1
+	fromL2
+	fromLoader
+)
+
+// flightResult is what a load hands to every caller that waited on it: the
+// entry's bytes (each caller decodes its own copy) and where they came from.
+type flightResult struct {
+	b   []byte
+	src source
+}
+
+// rawLoad is a loader reduced to bytes: payload, version, found.
+type rawLoad func(ctx context.Context) (payload []byte, version uint64, found bool, err error)
+
+// Get returns the value of key: from L1, else from Redis, else from load,
+// whose result is then filled into both tiers unless an invalidation of key
+// happened while it ran. Concurrent misses of one key share a single load.
+//
+// The value returned is the caller's own copy. A cached or loaded absence is
+// returned as an error wrapping ErrNotFound. Corrupt or foreign bytes in
+// either tier are deleted and treated as a miss; a Redis outage is a miss
+// (after at most RedisTimeout, and then immediately while it lasts).
+func Get[T any](ctx context.Context, c *Cache, key string, load LoadFunc[T], opts ...ReadOption) (T, error) {
+	var zero T
+	if err := c.check(key); err != nil {
+		return zero, err
+	}
+	if load == nil {
+		return zero, ErrNilLoader
+	}
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	var ro readOptions
+	for _, o := range opts {
+		if o != nil {
+			o(&ro)
+		}
+	}
+	schema := c.schemaFor(reflect.TypeFor[T]())
+	if c.useL1(ro.skipL1) {
+		if v, err, ok := getL1[T](c, key, schema); ok {
+			return v, err
+		}
+	}
+	raw := func(ctx context.Context) ([]byte, uint64, bool, error) {
+		v, ver, err := load(ctx, key)
+		return encodeLoaded(c, v, ver, err)
+	}
+	for attempt := 0; ; attempt++ {
+		r, err := c.loadShared(ctx, key, schema, ro, raw)
+		if err != nil {
+			return zero, err
+		}
+		v, err, ok := decodeResult[T](c, key, schema, r)
+		if ok || attempt > 0 {
+			return v, err
+		}
+		// The cached bytes did not decode into T (removed by decodeResult):
+		// load once more, which now misses.
+	}
+}
+
+// getL1 serves key from L1. ok is false on a miss; corrupt entries are
+// removed and counted.
+func getL1[T any](c *Cache, key string, schema uint64) (v T, err error, ok bool) {
+	b, found := c.l1.get(key)
+	if !found {
+		return v, nil, false
+	}
+	e, derr := decodeEnvelope(b)
+	switch {
+	case derr != nil:
+		c.st.decodeErrors.add(1)
+		c.l1.remove(key)
+		return v, nil, false
+	case e.expired(c.opts.Clock.Now().UnixNano()) && !failpoint.Disabled(failpoint.GuardExpiry):
+		return v, nil, false
+	case e.kind == KindNotFound:
+		c.st.l1Hits.add(1)
+		c.st.nfHits.add(1)
+		return v, ErrNotFound, true
+	case e.kind != KindValue:
+		return v, nil, false
+	case e.schema != schema:
+		c.st.schemaMismatch.add(1)
+		return v, nil, false
+	}
+	if err := c.opts.Codec.Unmarshal(e.payload, &v); err != nil {
+		c.st.decodeErrors.add(1)
+		c.l1.remove(key)
+		var z T
+		return z, nil, false
+	}
+	c.st.l1Hits.add(1)
+	return v, nil, true
+}
+
+// decodeResult turns a flight's bytes into the caller's copy of T. ok is false
+// when cached bytes failed to decode; they have been removed from both tiers.
+func decodeResult[T any](c *Cache, key string, schema uint64, r *flightResult) (v T, err error, ok bool) {
+	e, derr := decodeEnvelope(r.b)
+	if derr == nil && e.kind == KindNotFound {
+		return v, ErrNotFound, true
+	}
+	if derr == nil && e.kind == KindValue && e.schema == schema {
+		if err := c.opts.Codec.Unmarshal(e.payload, &v); err == nil {
+			return v, nil, true
+		} else if r.src == fromLoader {
+			var z T
+			return z, fmt.Errorf("%w: %v", ErrDecode, err), true
+		}
+	}
+	if r.src == fromLoader { // shared with a caller of another type
+		var z T
+		return z, fmt.Errorf("%w: key %q is loaded concurrently as another type", ErrDecode, key), true
+	}
+	c.st.decodeErrors.add(1)
+	c.dropCorrupt(key, r.b)
+	var z T
+	return z, nil, false
+}
+
+// dropCorrupt removes bytes b of key from both tiers (L2 only if unchanged).
+func (c *Cache) dropCorrupt(key string, b []byte) {
+	if c.l1 != nil {
+		c.l1.remove(key)
+	}
+	if k := c.l2Key(key); k != "" {
+		ctx, cancel := context.WithTimeout(context.Background(), c.opts.RedisTimeout)
+		defer cancel()
+		_ = c.l2.deleteIf(ctx, k, b)
+	}
+	c.forget(key)
+}
+
+// encodeLoaded converts a loader's result to a raw load result.
+func encodeLoaded[T any](c *Cache, v T, ver uint64, err error) ([]byte, uint64, bool, error) {
+	if err != nil {
+		if errors.Is(err, ErrNotFound) {
+			return nil, 0, false, nil
+		}
+		return nil, 0, false, err
+	}
+	p, err := c.opts.Codec.Marshal(v)
+	if err != nil {
+		return nil, 0, false, fmt.Errorf("%w: %v", ErrEncode, err)
+	}
+	return p, ver, true, nil
+}
+
+// loadShared runs (or joins) the flight for key. The caller may give up
+// through ctx; the flight goes on for the others.
+func (c *Cache) loadShared(ctx context.Context, key string, schema uint64, ro readOptions, raw rawLoad) (*flightResult, error) {
+	led := false
+	fn := func() (any, error) {
+		led = true
+		return c.flight(ctx, key, schema, ro, raw)
+	}
+	var (
+		v   any
+		err error
+	)
+	if ctx.Done() == nil { // cannot be cancelled: run on this goroutine
+		v, err, _ = c.group.Do(c.flightKey(key), fn)
+	} else {
+		ch := c.group.DoChan(c.flightKey(key), fn)
+		failpoint.Hit(ctx, failpoint.Waiting, key)
+		select {
+		case r := <-ch:
+			v, err = r.Val, r.Err
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+	if !led {
+		c.st.coalesce.add(1)
+	}
+	if err != nil {
+		return nil, err
+	}
+	r := v.(*flightResult)
+	switch r.src {
+	case fromL1:
+		c.st.l1Hits.add(1)
+	case fromL2:
+		c.st.l2Hits.add(1)
+	default:
+		c.st.misses.add(1)
+	}
+	return r, nil
+}
+
+// flight is one load of key, shared by every caller that joined it:
+// re-check L1, read L2, call the loader, then fill L2 (version-guarded) and
+// L1 (generation-guarded).
+func (c *Cache) flight(parent context.Context, key string, schema uint64, ro readOptions, raw rawLoad) (*flightResult, error) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(parent), c.opts.LoadTimeout)
+	defer cancel()
+
+	useL1 := c.useL1(ro.skipL1)
+	var tok fillToken
+	if useL1 {
+		tok = c.l1.begin(key) // before any source is read
+		if b, ok := c.l1.get(key); ok {
+			if e, err := decodeEnvelope(b); err == nil && !c.expired(e) && (e.kind == KindNotFound || e.kind == KindValue && e.schema == schema) {
+				return &flightResult{b: b, src: fromL1}, nil
+			}
+		}
+	}
+
+	// L2.
+	var observed uint64
+	l2key := c.l2Key(key)
+	if l2key != "" {
+		b, err := c.l2.get(ctx, l2key)
+		failpoint.Hit(ctx, failpoint.AfterL2Read, key)
+		if err != nil {
+			if errors.Is(err, errUnavailable) {
+				c.st.redisSkips.add(1)
+			}
+			l2key = "" // do not fill a tier that just failed
+		} else if b != nil {
+			e, derr := decodeEnvelope(b)
+			switch {
+			case derr != nil:
+				c.st.decodeErrors.add(1)
+				_ = c.l2.deleteIf(ctx, l2key, b)
+			case c.expired(e):
+			case e.kind == KindTombstone:
+				observed = e.version
+			case e.kind == KindValue && e.schema != schema:
+				c.st.schemaMismatch.add(1)
+				observed = e.version
+			default: // a value of our shape, or not-found
+				if useL1 {
+					c.fillL1(ctx, key, tok, b, e.expiry, e.kind)
+				}
+				return &flightResult{b: b, src: fromL2}, nil
+			}
+		}
+	}
+
+	// Loader.
+	failpoint.Hit(ctx, failpoint.InLoader, key)
+	payload, version, found, err := callLoader(ctx, raw)
+	c.st.loads.add(1)
+	if err != nil {
+		c.st.loadErrors.add(1)
+		return nil, err
+	}
+	failpoint.Hit(ctx, failpoint.AfterLoad, key)
+
+	now := c.opts.Clock.Now()
+	e := envelope{kind: KindNotFound, schema: 0}
+	ttl := c.opts.NotFoundTTL
+	if found {
+		e = envelope{kind: KindValue, version: version, schema: schema, payload: payload}
+		if e.version == 0 {
+			e.version = observed
+		}
+		ttl = c.opts.L2TTL
+		if ro.ttl > 0 {
+			ttl = ro.ttl
+		}
+	}
+	ttl = c.jitter(ttl)
+	if ttl > 0 {
+		e.expiry = now.Add(ttl).UnixNano()
+	}
+	b := appendEnvelope(make([]byte, 0, envHeaderLen+len(payload)), e)
+	if ttl <= 0 || ctx.Err() != nil { // negative caching off, or the load outlived LoadTimeout
+		return &flightResult{b: b, src: fromLoader}, nil
+	}
+
+	if l2key != "" {
+		stored, err := c.l2.fill(ctx, l2key, b, ttl)
+		if err == nil && !stored {
+			c.st.rejected.add(1) // an invalidation overtook this load
+			return &flightResult{b: b, src: fromLoader}, nil
+		}
+	}
+	if useL1 {
+		c.fillL1(ctx, key, tok, append([]byte(nil), b...), e.expiry, e.kind)
+	}
+	return &flightResult{b: b, src: fromLoader}, nil
+}
+
+// fillL1 stores entry b (owned by the callee) in L1 with an expiry no later
+// than l2Expiry and within L1TTL (NotFoundTTL for not-found).
+func (c *Cache) fillL1(ctx context.Context, key string, tok fillToken, b []byte, l2Expiry int64, kind Kind) {
+	if len(b) > c.l1.maxEntry {
+		c.st.l1Skips.add(1)
+		return
+	}
+	ttl := c.opts.L1TTL
+	if kind == KindNotFound && c.opts.NotFoundTTL < ttl {
+		ttl = c.opts.NotFoundTTL
+	}
+	exp := c.opts.Clock.Now().Add(c.jitter(ttl)).UnixNano()
+	if l2Expiry != 0 && l2Expiry < exp {
+		exp = l2Expiry
+	}
+	setExpiry(b, exp)
+	if !c.l1.fill(ctx, key, tok, b) {
+		c.st.rejected.add(1)
+	}
+}
+
+func (c *Cache) expired(e envelope) bool {
+	return e.expired(c.opts.Clock.Now().UnixNano()) && !failpoint.Disabled(failpoint.GuardExpiry)
+}
+
+// callLoader runs raw, turning a panic into an error for every waiter.
+func callLoader(ctx context.Context, raw rawLoad) (payload []byte, version uint64, found bool, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = &PanicError{Value: r, Stack: debug.Stack()}
+		}
+	}()
+	return raw(ctx)
+}

@@ -1,0 +1,194 @@
+package cache
+
+import (
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Defaults applied by New to zero fields of Options.
+const (
+	DefaultNamespace       = "gormcache"
+	DefaultL1MaxBytes      = 64 << 20
+	DefaultL1Shards        = 256
+	DefaultL1MaxEntryBytes = 64 << 10
+	DefaultL1TTL           = time.Minute
+	DefaultL2TTL           = 10 * time.Minute
+	DefaultNotFoundTTL     = 30 * time.Second
+	DefaultTombstoneTTL    = 10 * time.Minute
+	DefaultTTLJitter       = 0.1
+	DefaultRedisTimeout    = 100 * time.Millisecond
+	DefaultRedisRetryAfter = time.Second
+	DefaultLoadTimeout     = 10 * time.Second
+	DefaultEpochInterval   = time.Second
+
+	// MaxKeyLen is the longest key accepted, in bytes.
+	MaxKeyLen = 1024
+)
+
+// Options configures a Cache. The zero value of every field means its
+// documented default, so Options{Redis: rdb} is a complete configuration.
+// New validates the result and reports every problem as ErrInvalidOptions.
+type Options struct {
+	// Redis is the shared second tier (L2). Any redis.UniversalClient works:
+	// a single node, a failover client, or a cluster client (every script
+	// touches one hash slot). Nil means no L2: the cache is process-local
+	// and coherent within this process only.
+	Redis redis.UniversalClient
+
+	// Namespace prefixes every Redis key ("<ns>:<epoch>:{<key>}") and names
+	// the invalidation channel. Default DefaultNamespace. It must not contain
+	// '{', '}' or whitespace.
+	Namespace string
+
+	// L1MaxBytes bounds the memory of the in-process tier (bigcache's hard
+	// limit, rounded up to whole MiB). Default 64 MiB; negative disables L1.
+	L1MaxBytes int
+	// L1Shards is the number of bigcache shards, a power of two. Default 256.
+	L1Shards int
+	// L1MaxEntryBytes is the largest encoded entry kept in L1; larger values
+	// are kept in L2 only. Default 64 KiB. It must not exceed a quarter of a
+	// shard (L1MaxBytes / L1Shards / 4), so one entry never empties a shard.
+	L1MaxEntryBytes int
+
+	// L1TTL is the longest an entry lives in L1. An L1 entry never outlives
+	// the L2 entry it came from. Default 1 minute.
+	L1TTL time.Duration
+	// L2TTL is the lifetime of a value in Redis. Default 10 minutes.
+	L2TTL time.Duration
+	// NotFoundTTL is the lifetime of a cached "not found" in both tiers (in
+	// L1 it is also capped by L1TTL). Default 30 seconds; negative disables
+	// negative caching.
+	NotFoundTTL time.Duration
+	// TombstoneTTL is the lifetime of the versioned tombstone an
+	// invalidation leaves in Redis. It must exceed LoadTimeout, so that a
+	// tombstone outlives every load that could carry an older version.
+	// Default 10 minutes.
+	TombstoneTTL time.Duration
+	// TTLJitter shortens each TTL by a random fraction in [0, TTLJitter), so
+	// entries filled together do not expire together. Default 0.1; negative
+	// means no jitter; must be below 1.
+	TTLJitter float64
+
+	// Codec encodes cached values. Default GoJSON (see codec.go for why).
+	// Its Name is part of every entry's schema fingerprint, so changing codec
+	// never decodes old bytes with the new codec.
+	Codec Codec
+	// Clock supplies the time. Default the system clock; tests inject one.
+	Clock Clock
+
+	// RedisTimeout bounds every Redis call made on behalf of a read or an
+	// invalidation. Default 100 ms.
+	RedisTimeout time.Duration
+	// RedisRetryAfter is how long Redis is skipped after it failed
+	// (consecutive errors or a timeout); reads then go straight to the
+	// loader instead of each waiting for RedisTimeout. Default 1 second.
+	RedisRetryAfter time.Duration
+	// LoadTimeout bounds a shared load (the loader plus its fills). A caller
+	// may give up earlier through its own context without cancelling the
+	// load for others. Default 10 seconds.
+	LoadTimeout time.Duration
+	// EpochInterval is how often the namespace epoch is re-read from Redis
+	// (and a pending epoch bump retried). Default 1 second.
+	EpochInterval time.Duration
+}
+
+func (o Options) withDefaults() Options {
+	if o.Namespace == "" {
+		o.Namespace = DefaultNamespace
+	}
+	if o.L1MaxBytes == 0 {
+		o.L1MaxBytes = DefaultL1MaxBytes
+	}
+	if o.L1Shards == 0 {
+		o.L1Shards = DefaultL1Shards
+	}
+	if o.L1MaxEntryBytes == 0 {
+		o.L1MaxEntryBytes = DefaultL1MaxEntryBytes
+	}
+	if o.L1TTL == 0 {
+		o.L1TTL = DefaultL1TTL
+	}
+	if o.L2TTL == 0 {
+		o.L2TTL = DefaultL2TTL
+	}
+	if o.NotFoundTTL == 0 {
+		o.NotFoundTTL = DefaultNotFoundTTL
+	}
+	if o.TombstoneTTL == 0 {
+		o.TombstoneTTL = DefaultTombstoneTTL
+	}
+	if o.TTLJitter == 0 {
+		o.TTLJitter = DefaultTTLJitter
+	} else if o.TTLJitter < 0 {
+		o.TTLJitter = 0
+	}
+	if o.Codec == nil {
+		o.Codec = GoJSON{}
+	}
+	if o.Clock == nil {
+		o.Clock = systemClock{}
+	}
+	if o.RedisTimeout == 0 {
+		o.RedisTimeout = DefaultRedisTimeout
+	}
+	if o.RedisRetryAfter == 0 {
+		o.RedisRetryAfter = DefaultRedisRetryAfter
+	}
+	if o.LoadTimeout == 0 {
+		o.LoadTimeout = DefaultLoadTimeout
+	}
+	if o.EpochInterval == 0 {
+		o.EpochInterval = DefaultEpochInterval
+	}
+	return o
+}
+
+func (o Options) validate() error {
+	if strings.ContainsAny(o.Namespace, "{} \t\r\n") {
+		return invalidOption("Namespace %q contains '{', '}' or whitespace", o.Namespace)
+	}
+	if len(o.Namespace) > 128 {
+		return invalidOption("Namespace is %d bytes, more than 128", len(o.Namespace))
+	}
+	if o.L1MaxBytes > 0 {
+		if o.L1Shards < 1 || o.L1Shards&(o.L1Shards-1) != 0 {
+			return invalidOption("L1Shards = %d is not a positive power of two", o.L1Shards)
+		}
+		if o.L1MaxEntryBytes < 0 {
+			return invalidOption("L1MaxEntryBytes = %d is negative", o.L1MaxEntryBytes)
+		}
+		if shard := l1MiB(o.L1MaxBytes) << 20 / o.L1Shards; o.L1MaxEntryBytes > shard/4 {
+			return invalidOption("L1MaxEntryBytes = %d exceeds a quarter of an L1 shard (%d bytes); raise L1MaxBytes or lower L1Shards", o.L1MaxEntryBytes, shard)
+		}
+	}
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{
+		{"L1TTL", o.L1TTL}, {"L2TTL", o.L2TTL}, {"TombstoneTTL", o.TombstoneTTL},
+		{"RedisTimeout", o.RedisTimeout}, {"RedisRetryAfter", o.RedisRetryAfter},
+		{"LoadTimeout", o.LoadTimeout}, {"EpochInterval", o.EpochInterval},
+	} {
+		if d.v < 0 {
+			return invalidOption("%s = %v is negative", d.name, d.v)
+		}
+	}
+	if o.L2TTL < time.Millisecond || o.TombstoneTTL < time.Millisecond {
+		return invalidOption("L2TTL and TombstoneTTL must be at least 1ms (Redis PX resolution)")
+	}
+	if o.TombstoneTTL <= o.LoadTimeout {
+		return invalidOption("TombstoneTTL = %v must exceed LoadTimeout = %v, or a slow load could outlive the tombstone that rejects it", o.TombstoneTTL, o.LoadTimeout)
+	}
+	if o.TTLJitter >= 1 {
+		return invalidOption("TTLJitter = %v must be below 1", o.TTLJitter)
+	}
+	if o.Codec.Name() == "" {
+		return invalidOption("Codec.Name() is empty")
+	}
+	return nil
+}
+
+// l1MiB converts the byte budget to bigcache's whole-MiB limit.
+func l1MiB(b int) int { return (b + 1<<20 - 1) >> 20 }

@@ -1,0 +1,111 @@
+// Package failpoint lets tests force interleavings and switch off mitigations
+// inside the library, so that every race the library closes has a
+// deterministic test that fails when its guard is removed.
+//
+// Production code calls [Hit] at named points and asks [Disabled] whether a
+// named guard is switched off. Both cost one atomic load when no failpoint is
+// set, which is always the case outside tests.
+//
+// Failpoints are process-global. A hook is installed for one cache key, so
+// parallel tests that use distinct keys do not see each other's hooks; guards
+// switched off with [Disable] affect every key and are for sequential tests.
+package failpoint
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+)
+
+// Hook runs at a failpoint. It receives the caller's context and the cache key
+// the operation is about, so that a test can act on its own key only.
+type Hook func(ctx context.Context, key string)
+
+// Names of the failpoints passed by the library.
+const (
+	// AfterL2Read runs in a load after the L2 read and before anything is
+	// filled from it.
+	AfterL2Read = "cache/after-l2-read"
+	// AfterLoad runs after the loader returned and before the L2 fill.
+	AfterLoad = "cache/after-load"
+	// BeforeL1Fill runs after the L2 fill and before the L1 fill.
+	BeforeL1Fill = "cache/before-l1-fill"
+	// InLoader runs inside a flight just before the loader is called.
+	InLoader = "cache/in-loader"
+	// Waiting runs once a caller with a cancellable context has started or
+	// joined a flight, before it waits for the result.
+	Waiting = "cache/waiting"
+)
+
+// Names of the guards that tests may switch off with [Disable].
+const (
+	// GuardL2Version is the version check of the L2 fill and invalidate
+	// scripts (versioned tombstones, max rule).
+	GuardL2Version = "guard/l2-version"
+	// GuardL1Order is the per-key generation check of L1 fills.
+	GuardL1Order = "guard/l1-order"
+	// GuardForget is singleflight.Forget on invalidation.
+	GuardForget = "guard/forget"
+	// GuardExpiry is the expiry check of entries read from either tier.
+	GuardExpiry = "guard/expiry"
+)
+
+type point struct{ name, key string }
+
+type registry struct {
+	hooks    map[point]Hook
+	disabled map[string]bool
+}
+
+var (
+	mu  sync.Mutex // serialises writers of cur
+	cur atomic.Pointer[registry]
+)
+
+func update(f func(r *registry)) {
+	mu.Lock()
+	defer mu.Unlock()
+	next := &registry{hooks: map[point]Hook{}, disabled: map[string]bool{}}
+	if r := cur.Load(); r != nil {
+		for k, v := range r.hooks {
+			next.hooks[k] = v
+		}
+		for k, v := range r.disabled {
+			next.disabled[k] = v
+		}
+	}
+	f(next)
+	if len(next.hooks) == 0 && len(next.disabled) == 0 {
+		next = nil
+	}
+	cur.Store(next)
+}
+
+// Set installs h at the failpoint name for operations on key, and returns a
+// function that removes it.
+func Set(name, key string, h Hook) (restore func()) {
+	p := point{name, key}
+	update(func(r *registry) { r.hooks[p] = h })
+	return func() { update(func(r *registry) { delete(r.hooks, p) }) }
+}
+
+// Disable switches the named guard off until the returned function is called.
+func Disable(name string) (restore func()) {
+	update(func(r *registry) { r.disabled[name] = true })
+	return func() { update(func(r *registry) { delete(r.disabled, name) }) }
+}
+
+// Hit runs the hook installed at name, if any.
+func Hit(ctx context.Context, name, key string) {
+	if r := cur.Load(); r != nil {
+		if h := r.hooks[point{name, key}]; h != nil {
+			h(ctx, key)
+		}
+	}
+}
+
+// Disabled reports whether the named guard is switched off.
+func Disabled(name string) bool {
+	r := cur.Load()
+	return r != nil && r.disabled[name]
+}
