@@ -36,7 +36,7 @@ type Cache struct {
 	pendingBump atomic.Uint64
 	bumpCovered atomic.Uint64
 
-	pubMu sync.Mutex                 // serialises SetPublisher
+	pubMu sync.Mutex                // serialises SetPublisher
 	pub   atomic.Pointer[pubHolder] // read on every invalidation
 
 	closed    atomic.Bool

@@ -262,7 +262,10 @@ func (c *Cache) flight(parent context.Context, key string, schema uint64, ro rea
 	if l2key != "" {
 		b, err := c.l2.get(ctx, l2key)
 		failpoint.Hit(ctx, failpoint.AfterL2Read, key)
-		if err != nil {
+		if errors.Is(err, errWrongType) {
+			c.st.decodeErrors.add(1)
+			_ = c.l2.deleteIf(ctx, l2key, nil)
+		} else if err != nil {
 			if errors.Is(err, errUnavailable) {
 				c.st.redisSkips.add(1)
 			}

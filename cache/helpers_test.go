@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"reflect"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -121,3 +122,5 @@ func mustGet(t testing.TB, c *Cache, key string, s *fakeSource, opts ...ReadOpti
 }
 
 func isNotFound(err error) bool { return errors.Is(err, ErrNotFound) }
+
+func reflectTypeOf[T any]() reflect.Type { return reflect.TypeFor[T]() }

@@ -175,19 +175,30 @@ func isOutage(err error) bool {
 	return true // network errors, timeouts, closed client
 }
 
-// get reads key's raw bytes; (nil, nil) means absent.
+// get reads key's raw bytes; (nil, nil) means absent. A key holding
+// another Redis type is reported as errWrongType: foreign data, not an outage.
 func (l *l2) get(ctx context.Context, key string) ([]byte, error) {
 	var b []byte
+	wrongType := false
 	err := l.call(ctx, func(ctx context.Context) error {
 		var err error
 		b, err = l.rdb.Get(ctx, key).Bytes()
+		if redis.HasErrorPrefix(err, "WRONGTYPE") {
+			wrongType = true
+			return nil
+		}
 		return err
 	})
-	if errors.Is(err, redis.Nil) {
+	switch {
+	case wrongType:
+		return nil, errWrongType
+	case errors.Is(err, redis.Nil):
 		return nil, nil
 	}
 	return b, err
 }
+
+var errWrongType = errors.New("gormcache: key holds another Redis type")
 
 // fill stores the envelope b under key if it is not older than what is
 // there. It reports whether it was stored.
@@ -195,7 +206,7 @@ func (l *l2) fill(ctx context.Context, key string, b []byte, ttl time.Duration) 
 	var ok int64
 	err := l.call(ctx, func(ctx context.Context) error {
 		var err error
-		ok, err = fillScript.Run(ctx, l.rdb, []string{key}, b, ttl.Milliseconds(), guardArg(failpoint.GuardL2Version)).Int64()
+		ok, err = fillScript.Run(ctx, l.rdb, []string{key}, b, ttl.Milliseconds(), guardArg(failpoint.GuardL2Fill)).Int64()
 		return err
 	})
 	return ok == 1, err
@@ -256,7 +267,7 @@ func (l *l2) getMany(ctx context.Context, keys []string) ([][]byte, error) {
 // fillMany runs the fill script for each key in one pipeline. accepted[i]
 // reports whether entry i was stored.
 func (l *l2) fillMany(ctx context.Context, keys []string, entries [][]byte, ttls []time.Duration) ([]bool, error) {
-	guard := guardArg(failpoint.GuardL2Version)
+	guard := guardArg(failpoint.GuardL2Fill)
 	accepted := make([]bool, len(keys))
 	err := l.call(ctx, func(ctx context.Context) error {
 		res, err := evalMany(ctx, l.rdb, fillScript, keys, func(i int) []any {
@@ -273,7 +284,7 @@ func (l *l2) fillMany(ctx context.Context, keys []string, entries [][]byte, ttls
 // invalidateMany runs the invalidate script for each key in one pipeline and
 // returns the version each tombstone stands for and whether it was written.
 func (l *l2) invalidateMany(ctx context.Context, keys []string, tombs [][]byte, ttl time.Duration) ([]uint64, []bool, error) {
-	guard := guardArg(failpoint.GuardL2Version)
+	guard := guardArg(failpoint.GuardL2Max)
 	versions, written := make([]uint64, len(keys)), make([]bool, len(keys))
 	err := l.call(ctx, func(ctx context.Context) error {
 		res, err := evalMany(ctx, l.rdb, invalidateScript, keys, func(i int) []any {

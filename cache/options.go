@@ -35,6 +35,10 @@ type Options struct {
 	// a single node, a failover client, or a cluster client (every script
 	// touches one hash slot). Nil means no L2: the cache is process-local
 	// and coherent within this process only.
+	//
+	// go-redis clients must be created with ContextTimeoutEnabled: true (or
+	// a ReadTimeout no longer than RedisTimeout): otherwise they ignore the
+	// deadline RedisTimeout puts on each call, and New refuses them.
 	Redis redis.UniversalClient
 
 	// Namespace prefixes every Redis key ("<ns>:<epoch>:{<key>}") and names
@@ -187,7 +191,30 @@ func (o Options) validate() error {
 	if o.Codec.Name() == "" {
 		return invalidOption("Codec.Name() is empty")
 	}
+	if rt, ignores := ignoresDeadlines(o.Redis); ignores && (rt <= 0 || rt > o.RedisTimeout) {
+		return invalidOption("the Redis client ignores context deadlines (ContextTimeoutEnabled is false) and its "+
+			"ReadTimeout (%v) exceeds RedisTimeout (%v), so a hung Redis would hold each read that long; "+
+			"set ContextTimeoutEnabled: true in the client's options", rt, o.RedisTimeout)
+	}
 	return nil
+}
+
+// ignoresDeadlines reports whether rdb is a go-redis client configured to
+// ignore context deadlines on socket I/O, and its read timeout. Clients of
+// other types are assumed to honour contexts.
+func ignoresDeadlines(rdb redis.UniversalClient) (readTimeout time.Duration, ignores bool) {
+	switch c := rdb.(type) {
+	case *redis.Client:
+		o := c.Options()
+		return o.ReadTimeout, !o.ContextTimeoutEnabled
+	case *redis.ClusterClient:
+		o := c.Options()
+		return o.ReadTimeout, !o.ContextTimeoutEnabled
+	case *redis.Ring:
+		o := c.Options()
+		return o.ReadTimeout, !o.ContextTimeoutEnabled
+	}
+	return 0, false
 }
 
 // l1MiB converts the byte budget to bigcache's whole-MiB limit.

@@ -39,9 +39,12 @@ const (
 
 // Names of the guards that tests may switch off with [Disable].
 const (
-	// GuardL2Version is the version check of the L2 fill and invalidate
-	// scripts (versioned tombstones, max rule).
-	GuardL2Version = "guard/l2-version"
+	// GuardL2Fill is the version check of the L2 fill script: a fill older
+	// than the stored entry (a versioned tombstone) is rejected.
+	GuardL2Fill = "guard/l2-fill"
+	// GuardL2Max is the max rule of the L2 invalidate script: an older
+	// invalidation never lowers the stored version.
+	GuardL2Max = "guard/l2-max"
 	// GuardL1Order is the per-key generation check of L1 fills.
 	GuardL1Order = "guard/l1-order"
 	// GuardForget is singleflight.Forget on invalidation.

@@ -1,0 +1,267 @@
+package cache
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/gormcache/gormcache/internal/testenv"
+)
+
+// TestCorruptL2BytesAreAMiss plants bytes that are not a valid entry under a
+// key's Redis key: each is counted, deleted and treated as a miss.
+func TestCorruptL2BytesAreAMiss(t *testing.T) {
+	t.Parallel()
+	valid := appendEnvelope(nil, envelope{kind: KindValue, version: 1, schema: 42, payload: []byte(`{"id":1}`)})
+	for name, plant := range map[string]func(ctx context.Context, rdb *redis.Client, k string) error{
+		"garbage": func(ctx context.Context, rdb *redis.Client, k string) error {
+			return rdb.Set(ctx, k, "\x00\xffgarbage", 0).Err()
+		},
+		"foreign": func(ctx context.Context, rdb *redis.Client, k string) error {
+			return rdb.Set(ctx, k, `{"id":1}`, 0).Err()
+		},
+		"truncated": func(ctx context.Context, rdb *redis.Client, k string) error {
+			return rdb.Set(ctx, k, valid[:len(valid)-3], 0).Err()
+		},
+		"empty": func(ctx context.Context, rdb *redis.Client, k string) error { return rdb.Set(ctx, k, "", 0).Err() },
+		"wrong type": func(ctx context.Context, rdb *redis.Client, k string) error {
+			return rdb.RPush(ctx, k, "a", "b").Err()
+		},
+		"bad payload": func(ctx context.Context, rdb *redis.Client, k string) error {
+			b := appendEnvelope(nil, envelope{kind: KindValue, version: 1, schema: schemaOf(reflectRow, hashString("codec:json")), payload: []byte(`{"id":"not a number"`)})
+			return rdb.Set(ctx, k, b, 0).Err()
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			c, rdb := newCache(t, noL1)
+			ctx := context.Background()
+			if err := plant(ctx, rdb, c.l2Key("k")); err != nil {
+				t.Fatal(err)
+			}
+			s := newSource()
+			s.put("k", sampleRow(1, 1))
+			if got := mustGet(t, c, "k", s); got.ID != 1 {
+				t.Fatalf("got %+v", got)
+			}
+			before := c.Stats()
+			if before.DecodeErrors == 0 {
+				t.Fatal("corrupt bytes not counted")
+			}
+			// The key now holds a valid entry again: the next read is an L2 hit.
+			mustGet(t, c, "k", s)
+			if st := c.Stats(); st.L2Hits != before.L2Hits+1 || st.Loads != before.Loads {
+				t.Fatalf("corrupt entry not replaced: %+v", st)
+			}
+		})
+	}
+}
+
+func TestCorruptL1BytesAreAMiss(t *testing.T) {
+	t.Parallel()
+	c, _ := newCache(t, nil)
+	s := newSource()
+	s.put("k", sampleRow(1, 1))
+	mustGet(t, c, "k", s)
+	c.l1.bc.Set("k", []byte{envMagic, 1, 2, 3})
+	if got := mustGet(t, c, "k", s); got.ID != 1 {
+		t.Fatalf("got %+v", got)
+	}
+	if st := c.Stats(); st.DecodeErrors != 1 || st.L2Hits != 1 {
+		t.Fatalf("stats %+v", st)
+	}
+}
+
+var reflectRow = reflectTypeOf[row]()
+
+// TestSchemaChangeIsAMiss simulates a deploy that changed the cached struct:
+// the old bytes are never decoded into the new shape.
+func TestSchemaChangeIsAMiss(t *testing.T) {
+	t.Parallel()
+	type userV1 struct {
+		ID   int64  `json:"id"`
+		Name string `json:"name"`
+	}
+	type userV2 struct { // Name retyped, same JSON key
+		ID   int64    `json:"id"`
+		Name []string `json:"name"`
+	}
+	c, _ := newCache(t, nil)
+	ctx := context.Background()
+	if _, err := Get(ctx, c, "u", func(context.Context, string) (userV1, uint64, error) {
+		return userV1{1, "ada"}, 1, nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	v2, err := Get(ctx, c, "u", func(context.Context, string) (userV2, uint64, error) {
+		return userV2{1, []string{"ada", "lovelace"}}, 1, nil
+	})
+	if err != nil || len(v2.Name) != 2 {
+		t.Fatalf("new shape: %v %+v", err, v2)
+	}
+	if c.Stats().SchemaMismatches == 0 {
+		t.Fatal("schema mismatch not counted")
+	}
+	if typeFingerprint(reflectTypeOf[userV1]()) == typeFingerprint(reflectTypeOf[userV2]()) {
+		t.Fatal("fingerprints equal")
+	}
+}
+
+// TestScriptFlush checks that the scripts survive SCRIPT FLUSH (as after a
+// Redis restart or failover): NOSCRIPT is handled transparently.
+func TestScriptFlush(t *testing.T) {
+	c, rdb := newCache(t, noL1)
+	ctx := context.Background()
+	s := newSource()
+	s.put("a", sampleRow(1, 1))
+	s.put("b", sampleRow(2, 1))
+	mustGet(t, c, "a", s)
+	for _, step := range []func() error{
+		func() error { return c.Invalidate(ctx, "a", 2) },
+		func() error { _, err := Get(ctx, c, "a", s.load); return err },
+		func() error { _, err := GetMany(ctx, c, []string{"a", "b"}, s.loadMany); return err },
+		func() error { return c.InvalidateMany(ctx, []Invalidation{{"a", 3}, {"b", 2}}) },
+	} {
+		if err := rdb.ScriptFlush(ctx).Err(); err != nil {
+			t.Fatal(err)
+		}
+		if err := step(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if st := c.Stats(); st.RedisErrors != 0 || st.TombstonesWritten != 3 {
+		t.Fatalf("stats after SCRIPT FLUSH: %+v", st)
+	}
+}
+
+// TestRedisOutage stops Redis (a throwaway server, killed by PID) and checks
+// that reads keep working from the loader without errors, that calls stop
+// waiting for Redis once it is marked down, and that after Redis comes back
+// (empty) the cache adopts the new epoch.
+func TestRedisOutage(t *testing.T) {
+	t.Parallel()
+	srv := testenv.StartRedis(t)
+	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr(), MaxRetries: -1, ContextTimeoutEnabled: true})
+	defer rdb.Close()
+	c, err := New(context.Background(), Options{Redis: rdb, Namespace: testenv.Name(t), L1MaxBytes: -1,
+		RedisTimeout: 50 * time.Millisecond, RedisRetryAfter: 100 * time.Millisecond, EpochInterval: 20 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx := context.Background()
+	s := newSource()
+	s.put("k", sampleRow(1, 1))
+	mustGet(t, c, "k", s)
+	epoch := c.Stats().Epoch
+
+	srv.Stop()
+	const reads = 100
+	for i := 0; i < reads; i++ {
+		if got := mustGet(t, c, "k", s); got.ID != 1 {
+			t.Fatal("wrong value during outage")
+		}
+	}
+	st := c.Stats()
+	if st.BreakerTrips == 0 || st.RedisSkips == 0 {
+		t.Fatalf("Redis never marked down: %+v", st)
+	}
+	// Without the breaker every read would have waited for Redis; with it,
+	// only the reads before it opened and one probe per retry period do.
+	if st.RedisErrors >= reads/2 {
+		t.Fatalf("%d of %d reads waited for Redis", st.RedisErrors, reads)
+	}
+	// A write during the outage is not forgotten.
+	s.put("k", sampleRow(1, 2))
+	if err := c.Invalidate(ctx, "k", 2); err != nil {
+		t.Fatal(err)
+	}
+	if got := mustGet(t, c, "k", s); got.Version != 2 {
+		t.Fatalf("read-your-writes during outage: version %d", got.Version)
+	}
+
+	srv.Start()
+	testenv.Eventually(t, 10*time.Second, func() bool {
+		return c.Stats().Epoch != epoch && c.RedisHealthy()
+	}, "cache did not adopt a new epoch after Redis came back")
+	if got := mustGet(t, c, "k", s); got.Version != 2 {
+		t.Fatalf("after recovery: version %d", got.Version)
+	}
+}
+
+// TestInvalidationLostToPartitionBumpsEpoch partitions one instance from a
+// Redis that keeps its data: the instance's invalidation cannot reach Redis,
+// so when the partition heals it bumps the namespace epoch, which retires
+// the entry the other instance would otherwise keep reading.
+func TestInvalidationLostToPartitionBumpsEpoch(t *testing.T) {
+	t.Parallel()
+	addr := testenv.RedisAddr(t)
+	proxy := testenv.NewProxy(t, addr)
+	rdbA := redis.NewClient(&redis.Options{Addr: proxy.Addr(), MaxRetries: -1, ContextTimeoutEnabled: true})
+	rdbB := testenv.Redis(t)
+	defer rdbA.Close()
+	ns := testenv.Namespace(t, rdbB)
+	mk := func(rdb redis.UniversalClient) *Cache {
+		c, err := New(context.Background(), Options{Redis: rdb, Namespace: ns, L1MaxBytes: -1,
+			RedisTimeout: 50 * time.Millisecond, RedisRetryAfter: 50 * time.Millisecond, EpochInterval: 20 * time.Millisecond})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return c
+	}
+	a, b := mk(rdbA), mk(rdbB)
+	ctx := context.Background()
+	s := newSource()
+	s.put("k", sampleRow(1, 1))
+	mustGet(t, a, "k", s) // v1 in Redis
+	proxy.Cut()
+	s.put("k", sampleRow(1, 2))
+	a.Invalidate(ctx, "k", 2) // cannot reach Redis
+	if a.Stats().PendingEpochBumps != 1 {
+		t.Fatalf("stats %+v", a.Stats())
+	}
+	if got := mustGet(t, a, "k", s); got.Version != 2 {
+		t.Fatalf("writer reads its own write: version %d", got.Version)
+	}
+	proxy.Restore()
+	testenv.Eventually(t, 10*time.Second, func() bool {
+		v, err := Get(ctx, b, "k", s.load)
+		return err == nil && v.Version == 2
+	}, "the other instance kept reading the entry the lost invalidation should have retired")
+	if b.Stats().EpochChanges == 0 {
+		t.Fatal("epoch not bumped")
+	}
+}
+
+// TestRedisHangs blackholes Redis (connections accepted, never answered):
+// reads still succeed from the loader, each waiting at most RedisTimeout,
+// and once Redis is marked down they stop waiting at all.
+func TestRedisHangs(t *testing.T) {
+	t.Parallel()
+	proxy := testenv.NewProxy(t, testenv.RedisAddr(t))
+	rdb := redis.NewClient(&redis.Options{Addr: proxy.Addr(), MaxRetries: -1, ContextTimeoutEnabled: true})
+	defer rdb.Close()
+	c, err := New(context.Background(), Options{Redis: rdb, Namespace: testenv.Namespace(t, testenv.Redis(t)),
+		L1MaxBytes: -1, RedisTimeout: 20 * time.Millisecond, RedisRetryAfter: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	s := newSource()
+	s.put("k", sampleRow(1, 1))
+	mustGet(t, c, "k", s)
+	proxy.Blackhole()
+	for i := 0; i < 50; i++ {
+		if got := mustGet(t, c, "k", s); got.ID != 1 {
+			t.Fatal("wrong value")
+		}
+	}
+	st := c.Stats()
+	if st.RedisErrors != breakerThreshold || st.BreakerTrips != 1 {
+		t.Fatalf("want exactly %d timed-out calls before Redis is marked down: %+v", breakerThreshold, st)
+	}
+	proxy.Restore()
+}
