@@ -15,15 +15,15 @@ func (namelessCodec) Name() string { return "" }
 
 func TestOptionsValidation(t *testing.T) {
 	for name, o := range map[string]Options{
-		"shards not power of two": {L1Shards: 3},
-		"entry over shard":        {L1MaxBytes: 1 << 20, L1Shards: 256, L1MaxEntryBytes: 4096},
-		"negative ttl":            {L1TTL: -time.Second},
-		"tombstone under load":    {TombstoneTTL: time.Second, LoadTimeout: 2 * time.Second},
-		"jitter one":              {TTLJitter: 1},
-		"namespace brace":         {Namespace: "a{b"},
-		"namespace space":         {Namespace: "a b"},
-		"codec without name":      {Codec: namelessCodec{}},
-		"sub-ms L2 TTL":           {L2TTL: time.Microsecond},
+		"shards not power of two":  {L1Shards: 3},
+		"entry over shard":         {L1MaxBytes: 1 << 20, L1Shards: 256, L1MaxEntryBytes: 4096},
+		"negative ttl":             {L1TTL: -time.Second},
+		"tombstone under load":     {TombstoneTTL: time.Second, LoadTimeout: 2 * time.Second},
+		"jitter one":               {TTLJitter: 1},
+		"namespace brace":          {Namespace: "a{b"},
+		"namespace space":          {Namespace: "a b"},
+		"codec without name":       {Codec: namelessCodec{}},
+		"sub-ms L2 TTL":            {L2TTL: time.Microsecond},
 		"client ignores deadlines": {Redis: redis.NewClient(&redis.Options{Addr: "127.0.0.1:1"})},
 	} {
 		c, err := New(context.Background(), o)
