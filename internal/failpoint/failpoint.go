@@ -32,6 +32,9 @@ const (
 	BeforeL1Fill = "cache/before-l1-fill"
 	// InLoader runs inside a flight just before the loader is called.
 	InLoader = "cache/in-loader"
+	// BeforeCommit runs in repository.Transaction after fn returned nil and
+	// before COMMIT; its key is "".
+	BeforeCommit = "repository/before-commit"
 	// Waiting runs once a caller with a cancellable context has started or
 	// joined a flight, before it waits for the result.
 	Waiting = "cache/waiting"
@@ -51,6 +54,12 @@ const (
 	GuardForget = "guard/forget"
 	// GuardExpiry is the expiry check of entries read from either tier.
 	GuardExpiry = "guard/expiry"
+	// GuardAfterCommit defers a transaction's invalidations until after
+	// COMMIT; switched off, they are applied just before it.
+	GuardAfterCommit = "guard/after-commit"
+	// GuardNoTxFill keeps reads inside a transaction away from the shared
+	// tiers; switched off, they read and fill the cache like any read.
+	GuardNoTxFill = "guard/no-tx-fill"
 )
 
 type point struct{ name, key string }

@@ -12,6 +12,7 @@ package testenv
 import (
 	"context"
 	"crypto/rand"
+	"database/sql"
 	"encoding/hex"
 	"fmt"
 	"net"
@@ -29,6 +30,7 @@ import (
 	"gorm.io/driver/postgres"
 	"gorm.io/gorm"
 	"gorm.io/gorm/logger"
+	"gorm.io/gorm/schema"
 )
 
 // Environment variables read by tests; `make test` sets them.
@@ -126,6 +128,39 @@ func Postgres(t testing.TB) *gorm.DB {
 		t.Fatalf("postgres (%s) does not answer: %v", dsn, err)
 	}
 	return db
+}
+
+// PostgresPrefixed returns a GORM handle on the shared test database whose
+// naming strategy prefixes every table with a name unique to t, so models
+// can be migrated per test; the tables are dropped when t ends.
+func PostgresPrefixed(t testing.TB) *gorm.DB {
+	t.Helper()
+	base := Postgres(t)
+	prefix := Name(t) + "_"
+	db, err := gorm.Open(postgres.New(postgres.Config{Conn: mustSQLDB(t, base)}), &gorm.Config{
+		Logger:         logger.Discard,
+		NamingStrategy: schema.NamingStrategy{TablePrefix: prefix},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		var tables []string
+		base.Raw(`SELECT tablename FROM pg_tables WHERE schemaname = current_schema() AND starts_with(tablename, ?)`, prefix).Scan(&tables)
+		for _, tb := range tables {
+			base.Exec(`DROP TABLE IF EXISTS "` + tb + `" CASCADE`)
+		}
+	})
+	return db
+}
+
+func mustSQLDB(t testing.TB, db *gorm.DB) *sql.DB {
+	t.Helper()
+	s, err := db.DB()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
 }
 
 // Table returns a unique table name and drops that table when t ends.

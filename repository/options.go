@@ -1,0 +1,34 @@
+package repository
+
+import (
+	"context"
+	"time"
+)
+
+// Options configures a Repository. The zero value means defaults.
+type Options struct {
+	// Namespace prefixes the cache keys of this repository's rows
+	// ("<ns>:<id>"). Default: the model's table name.
+	Namespace string
+	// TTL is the Redis lifetime of cached rows. Default: the cache's L2TTL.
+	TTL time.Duration
+	// SkipL1 serves this repository from Redis only, never from the
+	// in-process tier.
+	SkipL1 bool
+	// UniqueColumns adds columns GetBy may look rows up by, beyond those
+	// declared unique in gorm tags (unique, uniqueIndex). The database must
+	// enforce their uniqueness.
+	UniqueColumns []string
+	// Observe, if set, is called after every repository operation (for
+	// metrics). It must be fast and safe for concurrent use.
+	Observe func(ctx context.Context, e Event)
+}
+
+// Event describes one finished repository operation, for Options.Observe.
+type Event struct {
+	Op       string // "get", "get_many", "get_by", "create", "update", "updates", "delete", "invalidate"
+	Table    string
+	Rows     int // rows asked for or written
+	Duration time.Duration
+	Err      error
+}
