@@ -92,7 +92,8 @@ func New(ctx context.Context, opts Options) (*Cache, error) {
 		c.l1 = l
 	}
 	if o.Redis != nil {
-		c.l2 = &l2{rdb: o.Redis, ns: o.Namespace, timeout: o.RedisTimeout, errors: &c.st.redisErrors}
+		c.l2 = &l2{rdb: o.Redis, ns: o.Namespace, timeout: o.RedisTimeout, errors: &c.st.redisErrors,
+			epochTTL: 2 * max(o.L2TTL, o.TombstoneTTL, o.NotFoundTTL, o.L1TTL)}
 		c.l2.br.clock, c.l2.br.retry = o.Clock, o.RedisRetryAfter
 		if n, err := c.l2.readEpoch(ctx, false); err == nil {
 			c.l2.setEpoch(n)

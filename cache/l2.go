@@ -87,26 +87,28 @@ return 0
 // epochScript returns the namespace epoch, creating it from the server clock
 // (ms) if absent; with ARGV[1] == 'bump' it first raises it to
 // max(epoch + 1, now). Epochs are therefore never reused, even after Redis
-// loses its data.
+// loses its data. The key lives ARGV[2] ms from its last read: longer than
+// any entry of its epoch, so it only expires once they all have.
 var epochScript = redis.NewScript(`
 local e = tonumber(redis.call('GET', KEYS[1]) or '0') or 0
 if e == 0 or ARGV[1] == 'bump' then
   local t = redis.call('TIME')
   local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
   e = math.max(e + 1, now)
-  redis.call('SET', KEYS[1], string.format('%d', e))
 end
+redis.call('SET', KEYS[1], string.format('%d', e), 'PX', ARGV[2])
 return string.format('%d', e)
 `)
 
 // l2 is the Redis tier.
 type l2 struct {
-	rdb     redis.UniversalClient
-	ns      string
-	timeout time.Duration
-	br      breaker
-	epoch   atomic.Pointer[epochState]
-	errors  *counter // Stats.RedisErrors
+	rdb      redis.UniversalClient
+	ns       string
+	timeout  time.Duration
+	epochTTL time.Duration // lifetime of the epoch key from its last read
+	br       breaker
+	epoch    atomic.Pointer[epochState]
+	errors   *counter // Stats.RedisErrors
 }
 
 type epochState struct {
@@ -228,7 +230,7 @@ func (l *l2) readEpoch(ctx context.Context, bump bool) (uint64, error) {
 	var s string
 	err := l.call(ctx, func(ctx context.Context) error {
 		var err error
-		s, err = epochScript.Run(ctx, l.rdb, []string{l.epochKey()}, arg).Text()
+		s, err = epochScript.Run(ctx, l.rdb, []string{l.epochKey()}, arg, l.epochTTL.Milliseconds()).Text()
 		return err
 	})
 	if err != nil {
