@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"golang.org/x/sync/singleflight"
 )
 
@@ -123,6 +124,9 @@ func (c *Cache) Close() error {
 	})
 	return err
 }
+
+// Redis returns the L2 client, or nil for a cache without Redis.
+func (c *Cache) Redis() redis.UniversalClient { return c.opts.Redis }
 
 // Namespace returns the namespace the cache was configured with.
 func (c *Cache) Namespace() string { return c.opts.Namespace }

@@ -21,8 +21,11 @@ import (
 // version of the tombstone the read observed (see Invalidate), which is
 // enough to reject it if a write commits while the load runs.
 //
-// The loader runs on a context detached from the caller's cancellation (one
-// caller giving up must not fail the others) and bounded by LoadTimeout.
+// The loader runs on a context that carries the first caller's values but
+// not its cancellation or deadline: one caller giving up must not fail the
+// others. Give database calls their own timeout (statement_timeout, say);
+// LoadTimeout only stops new callers from joining a load that has run that
+// long, and keeps a result that arrives later out of the cache.
 type LoadFunc[T any] func(ctx context.Context, key string) (value T, version uint64, err error)
 
 // ReadOption adjusts one read.
@@ -242,8 +245,20 @@ func (c *Cache) loadShared(ctx context.Context, key string, schema uint64, ro re
 // re-check L1, read L2, call the loader, then fill L2 (version-guarded) and
 // L1 (generation-guarded).
 func (c *Cache) flight(parent context.Context, key string, schema uint64, ro readOptions, raw rawLoad) (*flightResult, error) {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(parent), c.opts.LoadTimeout)
-	defer cancel()
+	// The load keeps the first caller's values but not its cancellation
+	// (other callers may be waiting), and no deadline either: a deadline
+	// makes database drivers watch the context on every query, which costs
+	// more than the query here. LoadTimeout is enforced around it instead:
+	// after it, new callers stop joining this flight, and a result that
+	// arrives later is returned but not filled.
+	ctx := context.WithoutCancel(parent)
+	started := c.opts.Clock.Now()
+	fkey := c.flightKey(key)
+	abandon := time.AfterFunc(c.opts.LoadTimeout, func() {
+		c.group.Forget(fkey)
+		failpoint.Hit(ctx, failpoint.Abandoned, key)
+	})
+	defer abandon.Stop()
 
 	useL1 := c.useL1(ro.skipL1)
 	var tok fillToken
@@ -319,7 +334,7 @@ func (c *Cache) flight(parent context.Context, key string, schema uint64, ro rea
 		e.expiry = now.Add(ttl).UnixNano()
 	}
 	b := appendEnvelope(make([]byte, 0, envHeaderLen+len(payload)), e)
-	if ttl <= 0 || ctx.Err() != nil { // negative caching off, or the load outlived LoadTimeout
+	if ttl <= 0 || now.Sub(started) > c.opts.LoadTimeout { // negative caching off, or a load too slow to trust its tombstone window
 		return &flightResult{b: b, src: fromLoader}, nil
 	}
 

@@ -339,3 +339,48 @@ func waitFor(t *testing.T, cond func() bool) {
 		time.Sleep(time.Millisecond)
 	}
 }
+
+// TestSlowLoadIsNotFilled: a load that outlives LoadTimeout is returned but
+// not cached, since the tombstone that would reject it may have expired.
+func TestSlowLoadIsNotFilled(t *testing.T) {
+	t.Parallel()
+	clk := newFakeClock()
+	c, _ := newCache(t, func(o *Options) { o.Clock = clk })
+	calls := 0
+	load := func(context.Context, string) (row, uint64, error) {
+		calls++
+		clk.Advance(c.opts.LoadTimeout + time.Second)
+		return sampleRow(1, 1), 1, nil
+	}
+	for i := 0; i < 2; i++ {
+		if _, err := Get(context.Background(), c, "slow", load); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if calls != 2 {
+		t.Fatalf("loader calls = %d: a slow load was cached", calls)
+	}
+}
+
+// TestHungLoadIsAbandoned: callers arriving after LoadTimeout do not join a
+// load that never returns; they start their own.
+func TestHungLoadIsAbandoned(t *testing.T) {
+	t.Parallel()
+	c, _ := newCache(t, func(o *Options) { o.LoadTimeout = 20 * time.Millisecond; o.TombstoneTTL = time.Second })
+	key := t.Name()
+	hang := make(chan struct{})
+	defer close(hang)
+	abandoned := make(chan struct{})
+	defer failpoint.Set(failpoint.Abandoned, key, func(context.Context, string) { close(abandoned) })()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go Get(ctx, c, key, func(context.Context, string) (row, uint64, error) {
+		<-hang // the first load never returns (until the test ends)
+		return row{}, 0, nil
+	})
+	<-abandoned
+	got, err := Get(context.Background(), c, key, func(context.Context, string) (row, uint64, error) { return sampleRow(1, 2), 2, nil })
+	if err != nil || got.Version != 2 {
+		t.Fatalf("second caller: %v %+v", err, got)
+	}
+}

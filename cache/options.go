@@ -89,9 +89,11 @@ type Options struct {
 	// (consecutive errors or a timeout); reads then go straight to the
 	// loader instead of each waiting for RedisTimeout. Default 1 second.
 	RedisRetryAfter time.Duration
-	// LoadTimeout bounds a shared load (the loader plus its fills). A caller
-	// may give up earlier through its own context without cancelling the
-	// load for others. Default 10 seconds.
+	// LoadTimeout bounds how long a shared load is trusted: callers arriving
+	// after it start a new load instead of joining, and a result that takes
+	// longer is returned but not cached (its tombstone window may have
+	// passed). The loader itself is not cancelled; a caller may give up at
+	// any time through its own context. Default 10 seconds.
 	LoadTimeout time.Duration
 	// EpochInterval is how often the namespace epoch is re-read from Redis
 	// (and a pending epoch bump retried). Default 1 second.

@@ -32,6 +32,9 @@ const (
 	BeforeL1Fill = "cache/before-l1-fill"
 	// InLoader runs inside a flight just before the loader is called.
 	InLoader = "cache/in-loader"
+	// Abandoned runs when a flight has run for LoadTimeout and new callers
+	// stop joining it.
+	Abandoned = "cache/abandoned"
 	// BeforeCommit runs in repository.Transaction after fn returned nil and
 	// before COMMIT; its key is "".
 	BeforeCommit = "repository/before-commit"
