@@ -78,7 +78,7 @@ func BenchmarkRedisGetDecode(b *testing.B) {
 	c, rdb := newCache(b, noL1)
 	ctx := context.Background()
 	payload, _ := gojson.Marshal(benchRow())
-	key := c.l2Key("hot")
+	key := c.l2.key("hot")
 	rdb.Set(ctx, key, payload, 0)
 	b.ReportAllocs()
 	b.ResetTimer()

@@ -93,7 +93,7 @@ func New(ctx context.Context, opts Options) (*Cache, error) {
 		c.l1 = l
 	}
 	if o.Redis != nil {
-		c.l2 = &l2{rdb: o.Redis, ns: o.Namespace, timeout: o.RedisTimeout, errors: &c.st.redisErrors,
+		c.l2 = &l2{rdb: o.Redis, ns: o.Namespace, prefix: o.Namespace + ":{", timeout: o.RedisTimeout, errors: &c.st.redisErrors,
 			epochTTL: 2 * max(o.L2TTL, o.TombstoneTTL, o.NotFoundTTL, o.L1TTL)}
 		c.l2.br.clock, c.l2.br.retry = o.Clock, o.RedisRetryAfter
 		if n, err := c.l2.readEpoch(ctx, false); err == nil {
@@ -134,7 +134,7 @@ func (c *Cache) Namespace() string { return c.opts.Namespace }
 // RedisHealthy reports whether Redis is in use: the epoch is known and
 // Redis is not marked down. It is true-ish for a cache without Redis.
 func (c *Cache) RedisHealthy() bool {
-	return c.l2 == nil || (c.l2.epoch.Load() != nil && c.l2.br.healthy())
+	return c.l2 == nil || (c.l2.epoch.Load() != 0 && c.l2.br.healthy())
 }
 
 // Stats returns a snapshot of the counters.
@@ -151,9 +151,7 @@ func (c *Cache) Stats() Stats {
 	}
 	if c.l2 != nil {
 		s.BreakerTrips = c.l2.br.trips.Load()
-		if e := c.l2.epoch.Load(); e != nil {
-			s.Epoch = e.n
-		}
+		s.Epoch = c.l2.epoch.Load()
 	}
 	if c.l1 != nil {
 		s.L1Entries = c.l1.len()
@@ -192,18 +190,21 @@ func (c *Cache) schemaFor(t reflect.Type) uint64 { return schemaOf(t, c.codecHas
 // useL1 reports whether L1 may be read and filled now.
 func (c *Cache) useL1(skip bool) bool { return c.l1 != nil && !skip && c.localOn.Load() }
 
-// l2Key returns the Redis key for key, or "" when Redis cannot be used now
-// (no Redis, epoch unknown, or marked down).
-func (c *Cache) l2Key(key string) string {
+// l2Read returns the Redis key for key and the epoch in use, or ("", 0)
+// when Redis must not be read now: no Redis, the epoch is not known yet, or
+// one of this instance's invalidations failed to reach it and the epoch bump
+// that retires what it missed has not happened yet (so this instance still
+// reads its own writes).
+func (c *Cache) l2Read(key string) (string, uint64) {
 	if c.l2 == nil {
-		return ""
+		return "", 0
 	}
 	e := c.l2.epoch.Load()
-	if e == nil || c.pendingBump.Load() != c.bumpCovered.Load() {
+	if e == 0 || c.pendingBump.Load() != c.bumpCovered.Load() {
 		c.st.redisSkips.add(1)
-		return ""
+		return "", 0
 	}
-	return e.prefix + key + "}"
+	return c.l2.key(key), e
 }
 
 // jitter shortens d by a random fraction below TTLJitter.
@@ -252,20 +253,48 @@ func (c *Cache) maintain() {
 }
 
 // refreshEpoch reads the namespace epoch (raising it first if bump is set)
-// and adopts it.
+// and adopts it. After a bump, an attached EpochPublisher is told.
 func (c *Cache) refreshEpoch(ctx context.Context, bump bool) error {
 	n, err := c.l2.readEpoch(ctx, bump)
 	if err != nil {
 		return err
 	}
 	c.adoptEpoch(n)
+	if bump {
+		if h := c.pub.Load(); h != nil {
+			if ep, ok := h.p.(EpochPublisher); ok {
+				ep.PublishEpoch(ctx, n)
+			}
+		}
+	}
 	return nil
+}
+
+// RefreshEpoch re-reads the namespace epoch from Redis and adopts it,
+// flushing L1 if it changed. Invalidation sources call it when told that
+// another instance bumped the epoch, and after resubscribing (Redis may have
+// restarted empty). It is a no-op for a cache without Redis.
+func (c *Cache) RefreshEpoch(ctx context.Context) error {
+	if c == nil {
+		return ErrNilCache
+	}
+	if c.l2 == nil {
+		return nil
+	}
+	return c.refreshEpoch(ctx, false)
+}
+
+// EpochPublisher is implemented by a Publisher that also tells other
+// instances when this cache bumped the namespace epoch, so they re-read it
+// at once instead of at their next EpochInterval.
+type EpochPublisher interface {
+	PublishEpoch(ctx context.Context, epoch uint64)
 }
 
 // adoptEpoch switches to epoch n. Entries of other epochs are never read
 // again; L1, filled from the old epoch, is flushed.
 func (c *Cache) adoptEpoch(n uint64) {
-	first := c.l2.epoch.Load() == nil
+	first := c.l2.epoch.Load() == 0
 	if !c.l2.setEpoch(n) {
 		return
 	}

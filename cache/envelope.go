@@ -40,18 +40,21 @@ func (k Kind) String() string {
 //	2      8    version, big-endian (so Lua can compare it bytewise)
 //	10     8    expiry, unix nanoseconds, big-endian; 0 = none
 //	18     8    schema fingerprint of the value's type and codec
-//	26     4    payload length
-//	30     n    payload (codec bytes; empty unless KindValue)
+//	26     8    namespace epoch the entry was loaded under, big-endian
+//	34     4    payload length
+//	38     n    payload (codec bytes; empty unless KindValue)
 //
-// The Lua scripts in l2.go read the magic, kind and version at these offsets.
+// The Lua scripts in l2.go read the magic, version and epoch at these
+// offsets (1-based in Lua: version 3..10, epoch 27..34).
 const (
-	envMagic     byte = 0xC7
-	envHeaderLen      = 30
+	envMagic     byte = 0xC8
+	envHeaderLen      = 38
 	offKind           = 1
 	offVersion        = 2
 	offExpiry         = 10
 	offSchema         = 18
-	offLen            = 26
+	offEpoch          = 26
+	offLen            = 34
 )
 
 // envelope is a decoded entry. Its payload aliases the decoded buffer.
@@ -60,6 +63,7 @@ type envelope struct {
 	version uint64
 	expiry  int64 // unix nanoseconds; 0 = never
 	schema  uint64
+	epoch   uint64 // values and not-founds: the epoch their load began in; tombstones: 0
 	payload []byte
 }
 
@@ -71,6 +75,7 @@ func appendEnvelope(dst []byte, e envelope) []byte {
 	binary.BigEndian.PutUint64(h[offVersion:], e.version)
 	binary.BigEndian.PutUint64(h[offExpiry:], uint64(e.expiry))
 	binary.BigEndian.PutUint64(h[offSchema:], e.schema)
+	binary.BigEndian.PutUint64(h[offEpoch:], e.epoch)
 	binary.BigEndian.PutUint32(h[offLen:], uint32(len(e.payload)))
 	dst = append(dst, h[:]...)
 	return append(dst, e.payload...)
@@ -88,6 +93,7 @@ func decodeEnvelope(b []byte) (envelope, error) {
 		version: binary.BigEndian.Uint64(b[offVersion:]),
 		expiry:  int64(binary.BigEndian.Uint64(b[offExpiry:])),
 		schema:  binary.BigEndian.Uint64(b[offSchema:]),
+		epoch:   binary.BigEndian.Uint64(b[offEpoch:]),
 	}
 	n := binary.BigEndian.Uint32(b[offLen:])
 	if uint64(n) != uint64(len(b)-envHeaderLen) || e.expiry < 0 {

@@ -7,6 +7,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/gormcache/gormcache/internal/failpoint"
 	"github.com/gormcache/gormcache/internal/testenv"
 )
 
@@ -29,16 +30,20 @@ func TestCorruptL2BytesAreAMiss(t *testing.T) {
 		"wrong type": func(ctx context.Context, rdb *redis.Client, k string) error {
 			return rdb.RPush(ctx, k, "a", "b").Err()
 		},
-		"bad payload": func(ctx context.Context, rdb *redis.Client, k string) error {
-			b := appendEnvelope(nil, envelope{kind: KindValue, version: 1, schema: schemaOf(reflectRow, hashString("codec:json")), payload: []byte(`{"id":"not a number"`)})
-			return rdb.Set(ctx, k, b, 0).Err()
-		},
+		"bad payload": nil, // planted below: needs the cache's epoch and schema
 	} {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
 			c, rdb := newCache(t, noL1)
 			ctx := context.Background()
-			if err := plant(ctx, rdb, c.l2Key("k")); err != nil {
+			if name == "bad payload" {
+				plant = func(ctx context.Context, rdb *redis.Client, k string) error {
+					b := appendEnvelope(nil, envelope{kind: KindValue, version: 1, epoch: c.l2.epoch.Load(),
+						schema: c.schemaFor(reflectRow), payload: []byte(`{"id":"not a number"`)})
+					return rdb.Set(ctx, k, b, 0).Err()
+				}
+			}
+			if err := plant(ctx, rdb, c.l2.key("k")); err != nil {
 				t.Fatal(err)
 			}
 			s := newSource()
@@ -264,4 +269,60 @@ func TestRedisHangs(t *testing.T) {
 		t.Fatalf("want exactly %d timed-out calls before Redis is marked down: %+v", breakerThreshold, st)
 	}
 	proxy.Restore()
+}
+
+// TestTombstonesCrossEpochs: a writer that has not yet learnt of an epoch
+// bump still rejects the stale fill of a reader that has. Tombstones apply
+// in every epoch; only values and not-founds are epoch-scoped.
+func TestTombstonesCrossEpochs(t *testing.T) {
+	rdb := testenv.Redis(t)
+	ns := testenv.Namespace(t, rdb)
+	mk := func() *Cache {
+		c, err := New(context.Background(), Options{Redis: rdb, Namespace: ns, L1MaxBytes: -1, EpochInterval: time.Hour})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return c
+	}
+	writer, reader := mk(), mk()
+	ctx := context.Background()
+	if err := reader.refreshEpoch(ctx, true); err != nil { // the reader bumps; the writer lags
+		t.Fatal(err)
+	}
+	if writer.Stats().Epoch == reader.Stats().Epoch {
+		t.Fatal("epochs did not diverge")
+	}
+	key := t.Name()
+	s := newSource()
+	s.put(key, sampleRow(1, 1))
+	defer failpoint.Set(failpoint.AfterLoad, key, once(func(ctx context.Context, key string) {
+		s.put(key, sampleRow(1, 2))
+		writer.Invalidate(ctx, key, 2)
+	}))()
+	mustGet(t, reader, key, s)
+	if got := mustGet(t, reader, key, s); got.Version != 2 {
+		t.Fatalf("stale fill landed across epochs: version %d", got.Version)
+	}
+}
+
+// TestOldEpochEntriesIgnored: after an epoch bump (an invalidation was lost),
+// values loaded before it are not served.
+func TestOldEpochEntriesIgnored(t *testing.T) {
+	t.Parallel()
+	c, _ := newCache(t, noL1)
+	ctx := context.Background()
+	s := newSource()
+	s.put("k", sampleRow(1, 1))
+	mustGet(t, c, "k", s)
+	s.put("k", sampleRow(1, 2)) // its invalidation never reached Redis
+	if err := c.refreshEpoch(ctx, true); err != nil {
+		t.Fatal(err)
+	}
+	if got := mustGet(t, c, "k", s); got.Version != 2 {
+		t.Fatalf("served an entry from before the epoch bump: version %d", got.Version)
+	}
+	if got := mustGet(t, c, "k", s); got.Version != 2 || c.Stats().L2Hits != 1 {
+		t.Fatalf("refill under the new epoch not served: %+v", c.Stats())
+	}
 }

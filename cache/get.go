@@ -176,7 +176,8 @@ func (c *Cache) dropCorrupt(key string, b []byte) {
 	if c.l1 != nil {
 		c.l1.remove(key)
 	}
-	if k := c.l2Key(key); k != "" {
+	if c.l2 != nil {
+		k := c.l2.key(key)
 		ctx, cancel := context.WithTimeout(context.Background(), c.opts.RedisTimeout)
 		defer cancel()
 		_ = c.l2.deleteIf(ctx, k, b)
@@ -273,7 +274,7 @@ func (c *Cache) flight(parent context.Context, key string, schema uint64, ro rea
 
 	// L2.
 	var observed uint64
-	l2key := c.l2Key(key)
+	l2key, epoch := c.l2Read(key)
 	if l2key != "" {
 		b, err := c.l2.get(ctx, l2key)
 		failpoint.Hit(ctx, failpoint.AfterL2Read, key)
@@ -293,6 +294,8 @@ func (c *Cache) flight(parent context.Context, key string, schema uint64, ro rea
 				_ = c.l2.deleteIf(ctx, l2key, b)
 			case c.expired(e):
 			case e.kind == KindTombstone:
+				observed = e.version
+			case e.epoch < epoch: // loaded before the last epoch bump: may have missed an invalidation
 				observed = e.version
 			case e.kind == KindValue && e.schema != schema:
 				c.st.schemaMismatch.add(1)
@@ -317,10 +320,10 @@ func (c *Cache) flight(parent context.Context, key string, schema uint64, ro rea
 	failpoint.Hit(ctx, failpoint.AfterLoad, key)
 
 	now := c.opts.Clock.Now()
-	e := envelope{kind: KindNotFound, schema: 0}
+	e := envelope{kind: KindNotFound, epoch: epoch}
 	ttl := c.opts.NotFoundTTL
 	if found {
-		e = envelope{kind: KindValue, version: version, schema: schema, payload: payload}
+		e = envelope{kind: KindValue, version: version, schema: schema, epoch: epoch, payload: payload}
 		if e.version == 0 {
 			e.version = observed
 		}

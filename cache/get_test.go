@@ -316,7 +316,7 @@ func TestWithTTLAndSkipL1(t *testing.T) {
 	if c.Stats().L1Entries != 0 {
 		t.Fatal("SkipL1 filled L1")
 	}
-	ttl, err := rdb.PTTL(context.Background(), c.l2Key("k")).Result()
+	ttl, err := rdb.PTTL(context.Background(), c.l2.key("k")).Result()
 	if err != nil || ttl <= 0 || ttl > 5*time.Second {
 		t.Fatalf("PTTL = %v, %v; want within 5s", ttl, err)
 	}

@@ -78,6 +78,7 @@ func GetMany[T any](ctx context.Context, c *Cache, keys []string, load LoadManyF
 
 	lctx := ctx
 	started := c.opts.Clock.Now()
+	var epoch uint64 // the epoch this batch reads and fills under
 	toks := make([]fillToken, len(missing))
 	if useL1 {
 		for i, k := range missing {
@@ -88,10 +89,10 @@ func GetMany[T any](ctx context.Context, c *Cache, keys []string, load LoadManyF
 	// L2: one pipeline.
 	observed := make(map[string]uint64)
 	var l2keys []string
-	if c.l2Key(missing[0]) != "" {
+	if _, epoch = c.l2Read(missing[0]); epoch != 0 {
 		l2keys = make([]string, len(missing))
 		for i, k := range missing {
-			l2keys[i] = c.l2Key(k)
+			l2keys[i] = c.l2.key(k)
 		}
 		if raws, err := c.l2.getMany(lctx, l2keys); err != nil {
 			l2keys = nil
@@ -110,7 +111,7 @@ func GetMany[T any](ctx context.Context, c *Cache, keys []string, load LoadManyF
 					c.st.decodeErrors.add(1)
 					_ = c.l2.deleteIf(lctx, l2keys[i], b)
 				case c.expired(e):
-				case e.kind == KindTombstone:
+				case e.kind == KindTombstone, e.epoch < epoch:
 					observed[missing[i]] = e.version
 				case e.kind == KindNotFound:
 					hit = true
@@ -161,7 +162,7 @@ func GetMany[T any](ctx context.Context, c *Cache, keys []string, load LoadManyF
 	kinds := make([]Kind, len(missing))
 	expiries := make([]int64, len(missing))
 	for i, k := range missing {
-		e := envelope{kind: KindNotFound}
+		e := envelope{kind: KindNotFound, epoch: epoch}
 		ttl := c.opts.NotFoundTTL
 		if lv, ok := loaded[k]; ok {
 			out[k] = lv.Value
@@ -169,7 +170,7 @@ func GetMany[T any](ctx context.Context, c *Cache, keys []string, load LoadManyF
 			if err != nil {
 				return nil, fmt.Errorf("%w: key %q: %v", ErrEncode, k, err)
 			}
-			e = envelope{kind: KindValue, version: lv.Version, schema: schema, payload: p}
+			e = envelope{kind: KindValue, version: lv.Version, schema: schema, epoch: epoch, payload: p}
 			if e.version == 0 {
 				e.version = observed[k]
 			}

@@ -93,9 +93,7 @@ func (c *Cache) invalidateL2(ctx context.Context, invs []Invalidation) bool {
 	tombs := make([][]byte, len(invs))
 	expiry := c.opts.Clock.Now().Add(c.opts.TombstoneTTL).UnixNano()
 	for i, inv := range invs {
-		if keys[i] = c.l2Key(inv.Key); keys[i] == "" {
-			return false
-		}
+		keys[i] = c.l2.key(inv.Key)
 		tombs[i] = appendEnvelope(nil, envelope{kind: KindTombstone, version: inv.Version, expiry: expiry})
 	}
 	versions, written, err := c.l2.invalidateMany(ctx, keys, tombs, c.opts.TombstoneTTL)

@@ -19,11 +19,12 @@ import (
 // not depend on Lua's number type or the server's locale.
 const luaPrelude = `
 local function ver(s)
-  if s and string.len(s) >= 30 and string.byte(s, 1) == 199 then
+  if s and string.len(s) >= 38 and string.byte(s, 1) == 200 then
     return string.sub(s, 3, 10)
   end
   return nil
 end
+local function epoch(s) return string.sub(s, 27, 34) end
 local function older(a, b)
   for i = 1, 8 do
     local x, y = string.byte(a, i), string.byte(b, i)
@@ -39,12 +40,18 @@ end
 `
 
 // fillScript stores ARGV[1] (an envelope) under KEYS[1] with TTL ARGV[2] ms,
-// unless the stored entry has a newer version (ARGV[3] == '1' enables the
-// check). Returns 1 if stored, 0 if rejected as stale.
+// unless the stored entry has a newer version, or the same version from a
+// newer epoch (ARGV[3] == '1' enables the check). Tombstones carry epoch 0,
+// so a fill at a tombstone's version always replaces it. Returns 1 if
+// stored, 0 if rejected as stale.
 var fillScript = redis.NewScript(luaPrelude + `
-local cur = ver(current(KEYS[1]))
-if ARGV[3] == '1' and cur and older(string.sub(ARGV[1], 3, 10), cur) then
-  return 0
+local stored = current(KEYS[1])
+local cur = ver(stored)
+if ARGV[3] == '1' and cur then
+  local new = string.sub(ARGV[1], 3, 10)
+  if older(new, cur) or (new == cur and older(epoch(ARGV[1]), epoch(stored))) then
+    return 0
+  end
 end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 return 1
@@ -104,31 +111,22 @@ return string.format('%d', e)
 type l2 struct {
 	rdb      redis.UniversalClient
 	ns       string
+	prefix   string // "<ns>:{"
 	timeout  time.Duration
 	epochTTL time.Duration // lifetime of the epoch key from its last read
 	br       breaker
-	epoch    atomic.Pointer[epochState]
-	errors   *counter // Stats.RedisErrors
+	epoch    atomic.Uint64 // the namespace epoch in use; 0 = not known yet
+	errors   *counter      // Stats.RedisErrors
 }
 
-type epochState struct {
-	n      uint64
-	prefix string // "<ns>:<epoch>:{"
-}
+// setEpoch adopts epoch n and reports whether it changed.
+func (l *l2) setEpoch(n uint64) (changed bool) { return l.epoch.Swap(n) != n }
 
-func (l *l2) setEpoch(n uint64) (changed bool) {
-	if cur := l.epoch.Load(); cur != nil && cur.n == n {
-		return false
-	}
-	l.epoch.Store(&epochState{n: n, prefix: l.ns + ":" + strconv.FormatUint(n, 10) + ":{"})
-	return true
-}
-
-// key is the Redis key of a cache key in the current epoch. The braces make
-// the key its own Redis Cluster hash tag.
-func (l *l2) key(k string) string {
-	return l.epoch.Load().prefix + k + "}"
-}
+// key is the Redis key of a cache key. The braces make the key its own
+// Redis Cluster hash tag. The epoch is not part of the key but of the
+// entry: tombstones must stay visible across epochs, so that a writer
+// that has not yet learnt of a bump still rejects stale fills.
+func (l *l2) key(k string) string { return l.prefix + k + "}" }
 
 func (l *l2) epochKey() string { return l.ns + ":epoch" }
 
