@@ -1,0 +1,225 @@
+package invalidation
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/gormcache/gormcache/cache"
+)
+
+// Sentinel errors.
+var (
+	// ErrInvalidOptions wraps every validation failure of Options.
+	ErrInvalidOptions = errors.New("gormcache: invalid bus options")
+	// ErrClosed is returned by operations on a closed Bus.
+	ErrClosed = errors.New("gormcache: bus closed")
+)
+
+// Bus keeps one Cache coherent with every other instance using the same
+// namespace: it publishes this instance's invalidations (attached to the
+// cache as its Publisher) and applies everyone else's to L1.
+//
+// Redis pub/sub is at-most-once, so the bus never trusts it blindly: L1 is
+// served only while the subscription is provably alive (it answers a PING
+// within HealthWindow), it is flushed whenever the bus may have missed a
+// message (every (re)subscription, every return to health, a gap in an
+// origin's sequence numbers), and the epoch is re-read after reconnecting.
+type Bus struct {
+	c       *cache.Cache
+	rdb     redis.UniversalClient
+	ps      *redis.PubSub
+	ns      string
+	channel string
+	id      string
+	opts    Options
+
+	mu     sync.Mutex // protects the fields below
+	seq    uint64     // last sequence number assigned
+	queue  [][]byte   // encoded events waiting to be published, in order
+	queued chan struct{}
+
+	healthMu sync.Mutex   // serialises health transitions (receive and watchdog goroutines)
+	healthy  atomic.Bool  // written with healthMu held
+	heard    atomic.Int64 // unix nanoseconds of the last message or PONG received
+
+	// lastSeq is owned by the receive goroutine: origin → last sequence seen.
+	lastSeq map[string]uint64
+
+	st   stats
+	stop chan struct{}
+	wg   sync.WaitGroup
+	once sync.Once
+}
+
+// New subscribes to the namespace's channel, attaches the bus to c as its
+// Publisher, and starts its goroutines. L1 is not served until the
+// subscription is confirmed and healthy; WaitHealthy waits for that.
+func New(ctx context.Context, c *cache.Cache, opts Options) (*Bus, error) {
+	if c == nil {
+		return nil, fmt.Errorf("%w: nil cache", ErrInvalidOptions)
+	}
+	o := opts
+	if o.Redis == nil {
+		o.Redis = c.Redis()
+	}
+	if o.Redis == nil {
+		return nil, fmt.Errorf("%w: no Redis client (the cache has none either)", ErrInvalidOptions)
+	}
+	if o.Channel == "" {
+		o.Channel = c.Namespace() + ":invalidations"
+	}
+	if o.InstanceID == "" {
+		var b [8]byte
+		rand.Read(b[:])
+		o.InstanceID = hex.EncodeToString(b[:])
+	}
+	if o.PingInterval == 0 {
+		o.PingInterval = DefaultPingInterval
+	}
+	if o.HealthWindow == 0 {
+		o.HealthWindow = DefaultHealthWindow
+	}
+	if o.PublishTimeout == 0 {
+		o.PublishTimeout = DefaultPublishTimeout
+	}
+	if o.QueueLen == 0 {
+		o.QueueLen = DefaultQueueLen
+	}
+	switch {
+	case len(o.InstanceID) > MaxOrigin:
+		return nil, fmt.Errorf("%w: InstanceID longer than %d bytes", ErrInvalidOptions, MaxOrigin)
+	case o.PingInterval < 0 || o.HealthWindow <= o.PingInterval:
+		return nil, fmt.Errorf("%w: HealthWindow (%v) must exceed PingInterval (%v)", ErrInvalidOptions, o.HealthWindow, o.PingInterval)
+	case o.PublishTimeout < 0 || o.QueueLen < 0:
+		return nil, fmt.Errorf("%w: negative PublishTimeout or QueueLen", ErrInvalidOptions)
+	}
+	b := &Bus{
+		c: c, rdb: o.Redis, ns: c.Namespace(), channel: o.Channel, id: o.InstanceID, opts: o,
+		queued: make(chan struct{}, 1), lastSeq: map[string]uint64{}, stop: make(chan struct{}),
+	}
+	c.SetLocalServing(false)
+	if err := c.SetPublisher(b); err != nil {
+		return nil, err
+	}
+	b.ps = o.Redis.Subscribe(ctx, o.Channel)
+	b.wg.Add(4)
+	go b.receive()
+	go b.ping()
+	go b.watch()
+	go b.send()
+	return b, nil
+}
+
+// InstanceID returns the id this instance publishes under.
+func (b *Bus) InstanceID() string { return b.id }
+
+// Healthy reports whether the subscription is confirmed and answered within
+// HealthWindow, i.e. whether L1 is being served.
+func (b *Bus) Healthy() bool { return b.healthy.Load() }
+
+// WaitHealthy waits until the bus is healthy or ctx ends.
+func (b *Bus) WaitHealthy(ctx context.Context) error {
+	t := time.NewTicker(time.Millisecond)
+	defer t.Stop()
+	for !b.healthy.Load() {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-b.stop:
+			return ErrClosed
+		case <-t.C:
+		}
+	}
+	return nil
+}
+
+// Close detaches the bus from the cache, closes the subscription and stops
+// every goroutine. L1 stays off afterwards: without the bus this instance
+// cannot know of other instances' writes. Close is idempotent.
+func (b *Bus) Close() error {
+	var err error
+	b.once.Do(func() {
+		close(b.stop)
+		b.c.SetPublisher(nil)
+		b.c.SetLocalServing(false)
+		b.healthy.Store(false)
+		err = b.ps.Close()
+		b.wg.Wait()
+	})
+	return err
+}
+
+// setHealthy moves between healthy and unhealthy. Becoming healthy flushes
+// L1 first: whatever was missed while unhealthy is gone before L1 serves.
+func (b *Bus) setHealthy(ok bool) {
+	b.healthMu.Lock()
+	defer b.healthMu.Unlock()
+	b.setHealthyLocked(ok)
+}
+
+func (b *Bus) setHealthyLocked(ok bool) {
+	if ok == b.healthy.Load() {
+		return
+	}
+	if ok {
+		b.c.FlushLocal()
+		b.st.recoveries.Add(1)
+		b.healthy.Store(true)
+		b.c.SetLocalServing(true)
+		return
+	}
+	b.healthy.Store(false)
+	b.c.SetLocalServing(false)
+	b.st.unhealthy.Add(1)
+}
+
+// watch turns L1 off when nothing has been heard for HealthWindow. It never
+// touches the connection, so it keeps watching while the receive loop is
+// stuck (go-redis reconnects inside Receive, and a reconnect to a hung
+// server waits for the client's dial and read timeouts).
+func (b *Bus) watch() {
+	defer b.wg.Done()
+	t := time.NewTicker(max(b.opts.PingInterval/4, time.Millisecond))
+	defer t.Stop()
+	for {
+		select {
+		case <-b.stop:
+			return
+		case <-t.C:
+		}
+		b.healthMu.Lock()
+		if b.healthy.Load() && time.Since(time.Unix(0, b.heard.Load())) > b.opts.HealthWindow {
+			b.setHealthyLocked(false)
+		}
+		b.healthMu.Unlock()
+	}
+}
+
+// sleep waits d or until Close; it reports false when closed.
+func (b *Bus) sleep(d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-b.stop:
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+func (b *Bus) closed() bool {
+	select {
+	case <-b.stop:
+		return true
+	default:
+		return false
+	}
+}

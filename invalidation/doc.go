@@ -1,0 +1,33 @@
+// Package invalidation keeps the in-process tiers of every running instance
+// of an application coherent, over Redis pub/sub.
+//
+// After a write commits, the writing instance applies its invalidation to
+// Redis and to its own L1 (package cache) and then publishes one versioned
+// event per transaction on the namespace's channel. Every other instance
+// evicts the keys from its L1 unless it already holds that version or newer,
+// and records the eviction so that a fill which began earlier cannot land
+// afterwards.
+//
+// Pub/sub is at-most-once, so the bus bounds what a lost message can cost:
+//
+//   - On every (re)subscription the instance flushes L1 and re-reads the
+//     namespace epoch.
+//   - The subscription connection is PINGed every PingInterval; if nothing
+//     (event or PONG) arrives for HealthWindow, L1 stops being served —
+//     reads go to Redis and the database — until the connection answers
+//     again, and L1 is flushed before it serves again.
+//   - Each origin numbers its events; a gap flushes L1.
+//   - Publishes that fail are retried in order; when Redis is unreachable
+//     the cache bumps the namespace epoch once it is back, and the bus tells
+//     the other instances to re-read it.
+//
+// Together these give the guarantee the project states: after a write is
+// acknowledged, no instance serves an older version for longer than
+// HealthWindow plus one network delay, as long as the writer can reach Redis
+// (a writer cut off from Redis cannot tell anyone until it reaches it
+// again; the epoch bump then retires everything written before).
+//
+// Deployments: a single Redis node or a failover (Sentinel) client. A Redis
+// Cluster client works too, since every cache script touches one hash slot
+// and a plain PUBLISH reaches every node's subscribers.
+package invalidation
