@@ -1,0 +1,338 @@
+package bincodec
+
+import (
+	"math"
+	"reflect"
+	"sync"
+	"unsafe"
+)
+
+// maxDepth bounds the nesting of pointers, slices, maps and interface values,
+// on encode (a cycle fails with ErrUnsupported instead of recursing forever)
+// and on decode (deeply nested garbage fails with ErrCorrupt).
+const maxDepth = 1000
+
+// encFn appends the encoding of the value at p to buf. depth counts the
+// pointer/slice/map/interface levels above the value.
+type encFn func(buf []byte, p unsafe.Pointer, depth int) ([]byte, error)
+
+// decFn decodes the value at b[i:] into the (typed, writable) memory at p and
+// returns the offset after it. It overwrites every encoded part of the value
+// and never reuses memory reachable from it: pointers, slices and maps are
+// freshly allocated.
+type decFn func(b []byte, i int, p unsafe.Pointer, depth int) (int, error)
+
+// op names the shapes that struct fields inline in the encode/decode loops
+// instead of calling through plan.enc/plan.dec.
+type op uint8
+
+const (
+	opOther op = iota // call plan.enc / plan.dec
+	opBool
+	opInt8
+	opInt16
+	opInt32
+	opInt64
+	opInt
+	opUint8
+	opUint16
+	opUint32
+	opUint64
+	opUint
+	opUintptr
+	opFloat32
+	opFloat64
+	opComplex64
+	opComplex128
+	opString
+	opBytes   // []byte-shaped slice
+	opStrings // []string-shaped slice
+	opTime    // time.Time
+	opPointer // pointer
+)
+
+// plan is the compiled codec of one Go type.
+type plan struct {
+	typ reflect.Type
+	op  op
+	// size is typ.Size().
+	size uintptr
+	// minSize is the smallest number of bytes an encoding of typ can take.
+	// It is 0 only for types whose encoding is always empty (e.g. struct{},
+	// or a struct with no encoded field).
+	minSize int
+	enc     encFn
+	dec     decFn
+	// err is set (and enc/dec are nil) when typ cannot be encoded.
+	err error
+	// ready is set once the plan is complete; an incomplete plan is only
+	// reachable through the indirections of a recursive type.
+	ready bool
+}
+
+// field is one encoded field of a struct.
+type field struct {
+	off  uintptr
+	op   op
+	plan *plan
+}
+
+// plans caches *plan by reflect.Type (the only global state of the package
+// besides the top-level plan caches in encode.go and decode.go, which are
+// caches of the same kind).
+var plans sync.Map
+
+// planFor returns the plan of t, compiling and caching it (and the plans of
+// the types it contains) on first use.
+func planFor(t reflect.Type) (*plan, error) {
+	if v, ok := plans.Load(t); ok {
+		p := v.(*plan)
+		return p, p.err
+	}
+	c := compiler{building: map[reflect.Type]*plan{}}
+	if _, err := c.compile(t, ""); err != nil {
+		v, _ := plans.LoadOrStore(t, &plan{typ: t, err: err})
+		p := v.(*plan)
+		return p, p.err
+	}
+	for bt, bp := range c.building {
+		plans.LoadOrStore(bt, bp)
+	}
+	v, _ := plans.Load(t)
+	p := v.(*plan)
+	return p, p.err
+}
+
+// compiler builds the plans of a type graph. building holds the plans
+// created by this compilation, complete or not; a recursive type finds its
+// own (incomplete) plan there and refers to it, which is safe because the
+// plan is only called once complete.
+type compiler struct {
+	building map[reflect.Type]*plan
+}
+
+func (c *compiler) compile(t reflect.Type, path string) (*plan, error) {
+	if v, ok := plans.Load(t); ok {
+		p := v.(*plan)
+		if p.err != nil {
+			return nil, p.err
+		}
+		return p, nil
+	}
+	if p, ok := c.building[t]; ok {
+		return p, nil
+	}
+	p := &plan{typ: t, size: t.Size()}
+	c.building[t] = p
+	if err := c.build(p, path); err != nil {
+		return nil, err
+	}
+	p.ready = true
+	return p, nil
+}
+
+var scalarFns = map[reflect.Kind]struct {
+	op      op
+	minSize int
+	enc     encFn
+	dec     decFn
+}{
+	reflect.Bool:       {opBool, 1, encBool, decBool},
+	reflect.Int8:       {opInt8, 1, encUint8, decUint8},
+	reflect.Int16:      {opInt16, 1, encInt16, decInt16},
+	reflect.Int32:      {opInt32, 1, encInt32, decInt32},
+	reflect.Int64:      {opInt64, 1, encInt64, decInt64},
+	reflect.Int:        {opInt, 1, encInt, decInt},
+	reflect.Uint8:      {opUint8, 1, encUint8, decUint8},
+	reflect.Uint16:     {opUint16, 1, encUint16, decUint16},
+	reflect.Uint32:     {opUint32, 1, encUint32, decUint32},
+	reflect.Uint64:     {opUint64, 1, encUint64, decUint64},
+	reflect.Uint:       {opUint, 1, encUint, decUint},
+	reflect.Uintptr:    {opUintptr, 1, encUintptr, decUintptr},
+	reflect.Float32:    {opFloat32, 4, encFloat32, decFloat32},
+	reflect.Float64:    {opFloat64, 8, encFloat64, decFloat64},
+	reflect.Complex64:  {opComplex64, 8, encComplex64, decComplex64},
+	reflect.Complex128: {opComplex128, 16, encComplex128, decComplex128},
+	reflect.String:     {opString, 1, encString, decString},
+}
+
+// build fills p. Plans that may be part of a cycle (pointer, slice, map) set
+// their minSize before compiling their element, so a struct that refers back
+// to them sees the final value.
+func (c *compiler) build(p *plan, path string) error {
+	t := p.typ
+	switch t.Kind() {
+	case reflect.Chan, reflect.Func, reflect.UnsafePointer, reflect.Invalid:
+		if path != "" {
+			return unsupportedf("type %s (at %s)", t, path)
+		}
+		return unsupportedf("type %s", t)
+	case reflect.Interface:
+		buildInterface(p)
+		return nil
+	case reflect.Pointer:
+		return c.buildPointer(p, path)
+	}
+	if t == timeType {
+		buildTime(p)
+		return nil
+	}
+	if m := marshalerOf(t); m != nil {
+		buildMarshaler(p, m)
+		return nil
+	}
+	if t.Kind() == reflect.Struct && t.ConvertibleTo(timeType) {
+		// A type defined as time.Time (type MyTime time.Time) has none of
+		// its methods and only unexported fields: structurally it would
+		// encode nothing. It has time.Time's layout, so use time's format.
+		buildTime(p)
+		return nil
+	}
+	if s, ok := scalarFns[t.Kind()]; ok {
+		p.op, p.minSize, p.enc, p.dec = s.op, s.minSize, s.enc, s.dec
+		return nil
+	}
+	switch t.Kind() {
+	case reflect.Slice:
+		return c.buildSlice(p, path)
+	case reflect.Array:
+		return c.buildArray(p, path)
+	case reflect.Map:
+		return c.buildMap(p, path)
+	case reflect.Struct:
+		return c.buildStruct(p, path)
+	}
+	return unsupportedf("type %s (kind %s)", t, t.Kind())
+}
+
+func (c *compiler) buildPointer(p *plan, path string) error {
+	p.op = opPointer
+	p.minSize = 1
+	elem, err := c.compile(p.typ.Elem(), path)
+	if err != nil {
+		return err
+	}
+	p.enc = encPointer(elem)
+	p.dec = decPointer(elem)
+	return nil
+}
+
+func (c *compiler) buildSlice(p *plan, path string) error {
+	p.minSize = 1
+	elem, err := c.compile(p.typ.Elem(), path+"[]")
+	if err != nil {
+		return err
+	}
+	switch {
+	case elem.ready && elem.op == opUint8:
+		p.op, p.enc, p.dec = opBytes, encBytes, decBytes
+	case elem.ready && elem.op == opString:
+		p.op, p.enc, p.dec = opStrings, encStrings, decStrings
+	default:
+		p.enc = encSlice(elem)
+		p.dec = decSlice(p.typ, elem)
+	}
+	return nil
+}
+
+func (c *compiler) buildArray(p *plan, path string) error {
+	n := p.typ.Len()
+	elem, err := c.compile(p.typ.Elem(), path+"[]")
+	if err != nil {
+		return err
+	}
+	// An array contains its element by value, so elem is complete here.
+	p.minSize = satMul(n, elem.minSize)
+	switch {
+	case n == 0 || elem.minSize == 0:
+		// Nothing is encoded.
+		p.enc = func(buf []byte, _ unsafe.Pointer, _ int) ([]byte, error) { return buf, nil }
+		p.dec = func(_ []byte, i int, _ unsafe.Pointer, _ int) (int, error) { return i, nil }
+	case elem.op == opUint8:
+		p.enc = encByteArray(n)
+		p.dec = decByteArray(n)
+	default:
+		p.enc = encArray(n, elem)
+		p.dec = decArray(n, elem)
+	}
+	return nil
+}
+
+func (c *compiler) buildMap(p *plan, path string) error {
+	p.minSize = 1
+	key, err := c.compile(p.typ.Key(), path+"[key]")
+	if err != nil {
+		return err
+	}
+	val, err := c.compile(p.typ.Elem(), path+"[value]")
+	if err != nil {
+		return err
+	}
+	p.enc = encMap(p.typ, key, val)
+	p.dec = decMap(p.typ, key, val)
+	return nil
+}
+
+// buildStruct encodes, in declaration order:
+//   - exported fields, embedded or not, not tagged `json:"-"`;
+//   - unexported embedded fields of struct or pointer-to-struct type, whose
+//     exported fields encoding/json promotes. (encoding/json cannot decode
+//     into a nil embedded pointer to an unexported struct and fails; writing
+//     through unsafe pointers, this codec can, so it round-trips them.)
+//
+// Other unexported fields are skipped: they keep their zero value (or, when
+// decoding into an existing value, whatever they held).
+func (c *compiler) buildStruct(p *plan, path string) error {
+	t := p.typ
+	var fields []field
+	for i := range t.NumField() {
+		sf := t.Field(i)
+		if sf.Tag.Get("json") == "-" {
+			continue
+		}
+		if !sf.IsExported() && !(sf.Anonymous && isStructOrPtrToStruct(sf.Type)) {
+			continue
+		}
+		fp, err := c.compile(sf.Type, joinPath(path, t, sf.Name))
+		if err != nil {
+			return err
+		}
+		f := field{off: sf.Offset, plan: fp}
+		if fp.ready {
+			f.op = fp.op
+		}
+		fields = append(fields, f)
+		p.minSize = satAdd(p.minSize, fp.minSize)
+	}
+	p.enc = encStruct(fields)
+	p.dec = decStruct(fields)
+	return nil
+}
+
+func isStructOrPtrToStruct(t reflect.Type) bool {
+	if t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	return t.Kind() == reflect.Struct
+}
+
+func joinPath(path string, t reflect.Type, name string) string {
+	if path == "" {
+		return t.String() + "." + name
+	}
+	return path + "." + name
+}
+
+func satAdd(a, b int) int {
+	if a > math.MaxInt32 || b > math.MaxInt32 {
+		return math.MaxInt32
+	}
+	return min(a+b, math.MaxInt32)
+}
+
+func satMul(n, m int) int {
+	if m != 0 && n > math.MaxInt32/m {
+		return math.MaxInt32
+	}
+	return n * m
+}
