@@ -10,6 +10,8 @@ import (
 
 	gojson "github.com/goccy/go-json"
 	"github.com/vmihailenco/msgpack/v5"
+
+	"github.com/gormcache/gormcache/internal/bincodec"
 )
 
 // The benchmarks use the ~300-byte row of helpers_test.go against the shared
@@ -77,7 +79,7 @@ func BenchmarkL2Hit(b *testing.B) {
 func BenchmarkRedisGetDecode(b *testing.B) {
 	c, rdb := newCache(b, noL1)
 	ctx := context.Background()
-	payload, _ := gojson.Marshal(benchRow())
+	payload, _ := c.opts.Codec.Marshal(benchRow())
 	key := c.l2.key("hot")
 	rdb.Set(ctx, key, payload, 0)
 	b.ReportAllocs()
@@ -88,7 +90,7 @@ func BenchmarkRedisGetDecode(b *testing.B) {
 			b.Fatal(err)
 		}
 		var v row
-		if err := gojson.Unmarshal(raw, &v); err != nil {
+		if err := c.opts.Codec.Unmarshal(raw, &v); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -157,12 +159,14 @@ func BenchmarkCodec(b *testing.B) {
 	r := benchRow()
 	js, _ := json.Marshal(r)
 	mp, _ := msgpack.Marshal(r)
-	b.Logf("row: %d bytes as JSON, %d as msgpack", len(js), len(mp))
+	bin, _ := bincodec.Marshal(r)
+	b.Logf("row: %d bytes as JSON, %d as msgpack, %d binary", len(js), len(mp), len(bin))
 	for _, tc := range []struct {
 		name   string
 		data   []byte
 		decode func([]byte, any) error
 	}{
+		{"decode/binary", bin, bincodec.Unmarshal},
 		{"decode/goccy-go-json", js, gojson.Unmarshal},
 		{"decode/encoding-json", js, json.Unmarshal},
 		{"decode/msgpack", mp, msgpack.Unmarshal},
@@ -181,6 +185,7 @@ func BenchmarkCodec(b *testing.B) {
 		name   string
 		encode func(any) ([]byte, error)
 	}{
+		{"encode/binary", bincodec.Marshal},
 		{"encode/goccy-go-json", gojson.Marshal},
 		{"encode/encoding-json", json.Marshal},
 		{"encode/msgpack", msgpack.Marshal},

@@ -1,6 +1,8 @@
 package cache
 
 import (
+	"encoding"
+	"encoding/json"
 	"hash/fnv"
 	"io"
 	"reflect"
@@ -37,6 +39,14 @@ func writeType(w io.Writer, t reflect.Type, seen map[reflect.Type]int) {
 	if t.PkgPath() != "" || t.Name() != "" {
 		io.WriteString(w, "<"+t.PkgPath()+"."+t.Name()+">")
 	}
+	// Codecs choose an encoding by the methods a type has: a deploy that
+	// adds or removes one changes the bytes, so it changes the fingerprint.
+	pt := reflect.PointerTo(t)
+	for i, m := range marshalerTypes {
+		if pt.Implements(m) {
+			io.WriteString(w, "+m"+strconv.Itoa(i))
+		}
+	}
 	switch t.Kind() {
 	case reflect.Pointer, reflect.Slice:
 		writeType(w, t.Elem(), seen)
@@ -59,6 +69,12 @@ func writeType(w io.Writer, t reflect.Type, seen map[reflect.Type]int) {
 		}
 		io.WriteString(w, "}")
 	}
+}
+
+var marshalerTypes = []reflect.Type{
+	reflect.TypeFor[encoding.BinaryMarshaler](), reflect.TypeFor[encoding.BinaryUnmarshaler](),
+	reflect.TypeFor[encoding.TextMarshaler](), reflect.TypeFor[encoding.TextUnmarshaler](),
+	reflect.TypeFor[json.Marshaler](), reflect.TypeFor[json.Unmarshaler](),
 }
 
 // schemaOf is the fingerprint stored in entries of type T for a codec: the

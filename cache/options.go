@@ -75,7 +75,7 @@ type Options struct {
 	// means no jitter; must be below 1.
 	TTLJitter float64
 
-	// Codec encodes cached values. Default GoJSON (see codec.go for why).
+	// Codec encodes cached values. Default Binary (see codec.go for why).
 	// Its Name is part of every entry's schema fingerprint, so changing codec
 	// never decodes old bytes with the new codec.
 	Codec Codec
@@ -131,7 +131,7 @@ func (o Options) withDefaults() Options {
 		o.TTLJitter = 0
 	}
 	if o.Codec == nil {
-		o.Codec = GoJSON{}
+		o.Codec = Binary{}
 	}
 	if o.Clock == nil {
 		o.Clock = systemClock{}
