@@ -27,7 +27,20 @@ type Env struct {
 	RedisAddr string // what other processes dial
 	DSN       string // what other processes open
 	Embedded  bool   // Redis and SQL are the embedded ones
+	mr        *miniredis.Miniredis
 	closers   []func()
+}
+
+// KillSubscriptions drops every pub/sub connection to Redis, as a network
+// fault would: CLIENT KILL TYPE pubsub on a real server; on the embedded one,
+// which has no CLIENT KILL, a restart in place that keeps the data and drops
+// every connection.
+func (e *Env) KillSubscriptions(ctx context.Context) error {
+	if e.mr != nil {
+		e.mr.Close()
+		return e.mr.Restart()
+	}
+	return e.Redis.Do(ctx, "CLIENT", "KILL", "TYPE", "pubsub").Err()
 }
 
 // Embedded starts an in-process Redis-compatible server and creates a
@@ -51,6 +64,7 @@ func Embedded() (*Env, error) {
 		return nil, err
 	}
 	env.Embedded = true
+	env.mr = mr
 	env.closers = append(env.closers, mr.Close, func() { os.RemoveAll(dir) })
 	return env, nil
 }
