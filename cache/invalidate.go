@@ -63,8 +63,20 @@ func (c *Cache) InvalidateMany(ctx context.Context, invs []Invalidation) error {
 	copy(applied, invs)
 	c.st.invalidations.add(uint64(len(invs)))
 
-	// 1. L2 tombstones.
-	if !c.invalidateL2(ctx, applied) && c.l2 != nil {
+	// 1. L2 tombstones, and the publication to other instances in the same
+	// round trip when the publisher and the client allow it.
+	var pub *publication
+	var done func(sent bool)
+	h := c.pub.Load()
+	if pp, ok := publisherOf(h).(PipelinePublisher); ok && c.l2 != nil && c.l2.ordered() {
+		var ch string
+		var payload []byte
+		ch, payload, done = pp.PreparePublish(applied)
+		if done != nil {
+			pub = &publication{channel: ch, payload: payload}
+		}
+	}
+	if !c.invalidateL2(ctx, applied, pub) && c.l2 != nil {
 		c.pendingBump.Add(1)
 		c.st.pendingBumps.add(1)
 		select {
@@ -77,15 +89,37 @@ func (c *Cache) InvalidateMany(ctx context.Context, invs []Invalidation) error {
 		c.evictLocal(inv.Key, inv.Version)
 	}
 	// 4. Other instances.
-	if h := c.pub.Load(); h != nil {
+	switch {
+	case pub != nil:
+		done(pub.sent) // the publisher retries what was not sent
+	case h != nil:
 		h.p.Publish(ctx, applied)
 	}
 	return nil
 }
 
-// invalidateL2 writes the tombstones and replaces zero versions in invs by
-// the stamped ones. It reports whether every tombstone reached Redis.
-func (c *Cache) invalidateL2(ctx context.Context, invs []Invalidation) bool {
+func publisherOf(h *pubHolder) Publisher {
+	if h == nil {
+		return nil
+	}
+	return h.p
+}
+
+// PipelinePublisher is implemented by a Publisher that can have its message
+// sent in the same round trip as the tombstones, right after them (single
+// node and failover clients only). PreparePublish returns the channel and
+// payload for invs, and a function the cache calls with whether the PUBLISH
+// succeeded; the publisher must retry what was not sent. A nil function
+// means "use Publish instead".
+type PipelinePublisher interface {
+	Publisher
+	PreparePublish(invs []Invalidation) (channel string, payload []byte, done func(sent bool))
+}
+
+// invalidateL2 writes the tombstones (and pub, if set) and replaces zero
+// versions in invs by the stamped ones. It reports whether every tombstone
+// reached Redis.
+func (c *Cache) invalidateL2(ctx context.Context, invs []Invalidation, pub *publication) bool {
 	if c.l2 == nil {
 		return true
 	}
@@ -96,7 +130,7 @@ func (c *Cache) invalidateL2(ctx context.Context, invs []Invalidation) bool {
 		keys[i] = c.l2.key(inv.Key)
 		tombs[i] = appendEnvelope(nil, envelope{kind: KindTombstone, version: inv.Version, expiry: expiry})
 	}
-	versions, written, err := c.l2.invalidateMany(ctx, keys, tombs, c.opts.TombstoneTTL)
+	versions, written, err := c.l2.invalidateMany(ctx, keys, tombs, c.opts.TombstoneTTL, pub)
 	if err != nil {
 		return false
 	}

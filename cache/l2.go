@@ -272,7 +272,7 @@ func (l *l2) fillMany(ctx context.Context, keys []string, entries [][]byte, ttls
 	err := l.call(ctx, func(ctx context.Context) error {
 		res, err := evalMany(ctx, l.rdb, fillScript, keys, func(i int) []any {
 			return []any{entries[i], ttls[i].Milliseconds(), guard}
-		})
+		}, nil)
 		for i, r := range res {
 			accepted[i] = r == int64(1)
 		}
@@ -281,15 +281,33 @@ func (l *l2) fillMany(ctx context.Context, keys []string, entries [][]byte, ttls
 	return accepted, err
 }
 
+// publication is a message to PUBLISH in the same pipeline as the
+// tombstones it announces, after them.
+type publication struct {
+	channel string
+	payload []byte
+	sent    bool // set by invalidateMany
+}
+
 // invalidateMany runs the invalidate script for each key in one pipeline and
 // returns the version each tombstone stands for and whether it was written.
-func (l *l2) invalidateMany(ctx context.Context, keys []string, tombs [][]byte, ttl time.Duration) ([]uint64, []bool, error) {
+// If pub is set, its PUBLISH follows the scripts in the same pipeline; when a
+// script has to be re-sent (NOSCRIPT), so is the PUBLISH, after it, so no
+// subscriber can act on the message before the tombstone exists.
+func (l *l2) invalidateMany(ctx context.Context, keys []string, tombs [][]byte, ttl time.Duration, pub *publication) ([]uint64, []bool, error) {
 	guard := guardArg(failpoint.GuardL2Max)
 	versions, written := make([]uint64, len(keys)), make([]bool, len(keys))
+	var after func(redis.Pipeliner) func()
+	if pub != nil {
+		after = func(pipe redis.Pipeliner) func() {
+			cmd := pipe.Publish(ctx, pub.channel, pub.payload)
+			return func() { pub.sent = cmd.Err() == nil } // the publisher retries if not
+		}
+	}
 	err := l.call(ctx, func(ctx context.Context) error {
 		res, err := evalMany(ctx, l.rdb, invalidateScript, keys, func(i int) []any {
 			return []any{tombs[i], ttl.Milliseconds(), guard}
-		})
+		}, after)
 		if err != nil {
 			return err
 		}
@@ -310,12 +328,23 @@ func (l *l2) invalidateMany(ctx context.Context, keys []string, tombs [][]byte, 
 	return versions, written, err
 }
 
+// ordered reports whether one pipeline's commands run in order on one
+// server (a single node or a failover client), so a PUBLISH can follow the
+// tombstones it announces in the same round trip. Cluster and ring clients
+// split pipelines across nodes.
+func (l *l2) ordered() bool {
+	_, ok := l.rdb.(*redis.Client)
+	return ok
+}
+
 var errBadReply = errors.New("gormcache: unexpected reply from a cache script")
 
 // evalMany runs s once per key in one pipeline (split per node by cluster
 // clients) and retries with EVAL the commands that met NOSCRIPT, as after a
-// Redis restart or failover. res[i] is the reply for keys[i].
-func evalMany(ctx context.Context, rdb redis.UniversalClient, s *redis.Script, keys []string, args func(i int) []any) ([]any, error) {
+// Redis restart or failover. res[i] is the reply for keys[i]. after, if not
+// nil, appends a command to every pipeline sent (after the scripts) and
+// returns what to run once the pipeline has been executed.
+func evalMany(ctx context.Context, rdb redis.UniversalClient, s *redis.Script, keys []string, args func(i int) []any, after func(redis.Pipeliner) func()) ([]any, error) {
 	res := make([]any, len(keys))
 	idx := make([]int, len(keys))
 	for i := range idx {
@@ -331,7 +360,14 @@ func evalMany(ctx context.Context, rdb redis.UniversalClient, s *redis.Script, k
 				cmds[j] = s.Eval(ctx, pipe, []string{keys[i]}, args(i)...)
 			}
 		}
+		var check func()
+		if after != nil {
+			check = after(pipe)
+		}
 		_, _ = pipe.Exec(ctx) // errors are read per command below
+		if check != nil {
+			check()
+		}
 		var retry []int
 		for j, c := range cmds {
 			v, err := c.Result()

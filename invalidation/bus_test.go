@@ -422,3 +422,29 @@ func TestOptionsValidation(t *testing.T) {
 		t.Fatalf("window under interval: %v", err)
 	}
 }
+
+// TestScriptFlushDuringInvalidation: when the tombstone script meets
+// NOSCRIPT, the event sent in the same round trip is sent again after the
+// script is re-sent, so the other instance's final state is the new version.
+func TestScriptFlushDuringInvalidation(t *testing.T) {
+	t.Parallel()
+	srv := testenv.StartRedis(t) // SCRIPT FLUSH must not disturb other tests
+	cl := newCluster(t, srv.Addr(), 2, nil)
+	admin := redis.NewClient(&redis.Options{Addr: srv.Addr()})
+	defer admin.Close()
+	s := newStore()
+	s.bump("k")
+	cl.ins[1].read(t, s, "k")
+	cl.ins[1].read(t, s, "k") // in instance 2's L1
+	if err := admin.ScriptFlush(context.Background()).Err(); err != nil {
+		t.Fatal(err)
+	}
+	v := cl.ins[0].write(t, s, "k")
+	testenv.Eventually(t, 5*time.Second, func() bool { return cl.ins[1].bus.Stats().KeysApplied >= 1 }, "event not applied")
+	if got := cl.ins[1].read(t, s, "k"); got != v {
+		t.Fatalf("instance 2 reads %d, want %d", got, v)
+	}
+	if st := cl.ins[0].bus.Stats(); st.Sent == 0 {
+		t.Fatalf("writer: %+v", st)
+	}
+}

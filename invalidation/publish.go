@@ -25,16 +25,54 @@ func (b *Bus) PublishEpoch(_ context.Context, epoch uint64) {
 	b.enqueue(Event{Kind: KindEpoch, Epoch: epoch})
 }
 
-func (b *Bus) enqueue(e Event) {
+// PreparePublish implements cache.PipelinePublisher: the cache sends the
+// event in the same round trip as the tombstones, right after them, and
+// reports whether it went out; the bus queues it for retry if not.
+func (b *Bus) PreparePublish(invs []cache.Invalidation) (string, []byte, func(sent bool)) {
+	if len(invs) > MaxKeys {
+		return "", nil, nil // too big for one event: use Publish
+	}
 	b.mu.Lock()
+	payload, ok := b.encodeLocked(Event{Kind: KindInvalidate, Keys: invs})
+	b.mu.Unlock()
+	if !ok {
+		return "", nil, nil
+	}
+	return b.channel, payload, func(sent bool) {
+		if sent {
+			b.st.sent.Add(1)
+			return
+		}
+		b.st.publishErrors.Add(1)
+		b.push(payload)
+	}
+}
+
+// encodeLocked assigns e the next sequence number and encodes it. b.mu
+// must be held.
+func (b *Bus) encodeLocked(e Event) ([]byte, bool) {
 	b.seq++
 	e.Namespace, e.Origin, e.Seq, e.SentAt = b.ns, b.id, b.seq, time.Now().UnixNano()
 	payload, err := Encode(nil, e)
 	if err != nil { // a key the cache accepted is always encodable; count, never panic
-		b.mu.Unlock()
 		b.st.encodeErrors.Add(1)
-		return
+		return nil, false
 	}
+	return payload, true
+}
+
+func (b *Bus) enqueue(e Event) {
+	b.mu.Lock()
+	payload, ok := b.encodeLocked(e)
+	b.mu.Unlock()
+	if ok {
+		b.push(payload)
+	}
+}
+
+// push queues an encoded event for the sender goroutine.
+func (b *Bus) push(payload []byte) {
+	b.mu.Lock()
 	if len(b.queue) >= b.opts.QueueLen {
 		b.queue = b.queue[1:] // subscribers will see the gap and flush
 		b.st.dropped.Add(1)
