@@ -72,11 +72,51 @@ type rawLoad func(ctx context.Context) (payload []byte, version uint64, found bo
 // (after at most RedisTimeout, and then immediately while it lasts).
 func Get[T any](ctx context.Context, c *Cache, key string, load LoadFunc[T], opts ...ReadOption) (T, error) {
 	var zero T
-	if err := c.check(key); err != nil {
-		return zero, err
-	}
 	if load == nil {
 		return zero, ErrNilLoader
+	}
+	p, err := get(ctx, c, key, load, plainLoader[T]{}, opts)
+	if p == nil {
+		return zero, err
+	}
+	return *p, err
+}
+
+// loader calls a load function with its argument. get takes it as a type
+// parameter so that the call is dispatched statically: neither Get nor Load
+// allocates a closure on a hit.
+type loader[T, A any] interface {
+	load(ctx context.Context, key string, arg A) (T, uint64, error)
+}
+
+// plainLoader calls a LoadFunc passed as the argument (Get).
+type plainLoader[T any] struct{}
+
+func (plainLoader[T]) load(ctx context.Context, key string, f LoadFunc[T]) (T, uint64, error) {
+	return f(ctx, key)
+}
+
+// argLoader is a load function taking an argument (Load).
+type argLoader[T, A any] func(ctx context.Context, key string, arg A) (T, uint64, error)
+
+func (f argLoader[T, A]) load(ctx context.Context, key string, arg A) (T, uint64, error) {
+	return f(ctx, key, arg)
+}
+
+// Load is Get for loaders that take an argument, such as a primary key: the
+// argument travels separately, so the loader can be a plain function and a
+// hit allocates nothing for it, and the value comes back as a pointer to the
+// caller's own copy (nil on error). It is what the repository package uses.
+func Load[T, A any](ctx context.Context, c *Cache, key string, arg A, load func(ctx context.Context, key string, arg A) (T, uint64, error), opts ...ReadOption) (*T, error) {
+	if load == nil {
+		return nil, ErrNilLoader
+	}
+	return get(ctx, c, key, arg, argLoader[T, A](load), opts)
+}
+
+func get[T, A any, L loader[T, A]](ctx context.Context, c *Cache, key string, arg A, l L, opts []ReadOption) (*T, error) {
+	if err := c.check(key); err != nil {
+		return nil, err
 	}
 	if ctx == nil {
 		ctx = context.Background()
@@ -94,13 +134,13 @@ func Get[T any](ctx context.Context, c *Cache, key string, load LoadFunc[T], opt
 		}
 	}
 	raw := func(ctx context.Context) ([]byte, uint64, bool, error) {
-		v, ver, err := load(ctx, key)
+		v, ver, err := l.load(ctx, key, arg)
 		return encodeLoaded(c, v, ver, err)
 	}
 	for attempt := 0; ; attempt++ {
 		r, err := c.loadShared(ctx, key, schema, ro, raw)
 		if err != nil {
-			return zero, err
+			return nil, err
 		}
 		v, err, ok := decodeResult[T](c, key, schema, r)
 		if ok || attempt > 0 {
@@ -113,34 +153,34 @@ func Get[T any](ctx context.Context, c *Cache, key string, load LoadFunc[T], opt
 
 // getL1 serves key from L1. ok is false on a miss; corrupt entries are
 // removed and counted.
-func getL1[T any](c *Cache, key string, schema uint64) (v T, err error, ok bool) {
+func getL1[T any](c *Cache, key string, schema uint64) (v *T, err error, ok bool) {
 	b, found := c.l1.get(key)
 	if !found {
-		return v, nil, false
+		return nil, nil, false
 	}
 	e, derr := decodeEnvelope(b)
 	switch {
 	case derr != nil:
 		c.st.decodeErrors.add(1)
 		c.l1.remove(key)
-		return v, nil, false
+		return nil, nil, false
 	case e.expired(c.opts.Clock.Now().UnixNano()) && !failpoint.Disabled(failpoint.GuardExpiry):
-		return v, nil, false
+		return nil, nil, false
 	case e.kind == KindNotFound:
 		c.st.l1Hits.add(1)
 		c.st.nfHits.add(1)
-		return v, ErrNotFound, true
+		return nil, ErrNotFound, true
 	case e.kind != KindValue:
-		return v, nil, false
+		return nil, nil, false
 	case e.schema != schema:
 		c.st.schemaMismatch.add(1)
-		return v, nil, false
+		return nil, nil, false
 	}
-	if err := c.opts.Codec.Unmarshal(e.payload, &v); err != nil {
+	v = new(T)
+	if err := c.opts.Codec.Unmarshal(e.payload, v); err != nil {
 		c.st.decodeErrors.add(1)
 		c.l1.remove(key)
-		var z T
-		return z, nil, false
+		return nil, nil, false
 	}
 	c.st.l1Hits.add(1)
 	return v, nil, true
@@ -148,27 +188,25 @@ func getL1[T any](c *Cache, key string, schema uint64) (v T, err error, ok bool)
 
 // decodeResult turns a flight's bytes into the caller's copy of T. ok is false
 // when cached bytes failed to decode; they have been removed from both tiers.
-func decodeResult[T any](c *Cache, key string, schema uint64, r *flightResult) (v T, err error, ok bool) {
+func decodeResult[T any](c *Cache, key string, schema uint64, r *flightResult) (v *T, err error, ok bool) {
 	e, derr := decodeEnvelope(r.b)
 	if derr == nil && e.kind == KindNotFound {
-		return v, ErrNotFound, true
+		return nil, ErrNotFound, true
 	}
 	if derr == nil && e.kind == KindValue && e.schema == schema {
-		if err := c.opts.Codec.Unmarshal(e.payload, &v); err == nil {
+		v = new(T)
+		if err := c.opts.Codec.Unmarshal(e.payload, v); err == nil {
 			return v, nil, true
 		} else if r.src == fromLoader {
-			var z T
-			return z, fmt.Errorf("%w: %v", ErrDecode, err), true
+			return nil, fmt.Errorf("%w: %v", ErrDecode, err), true
 		}
 	}
 	if r.src == fromLoader { // shared with a caller of another type
-		var z T
-		return z, fmt.Errorf("%w: key %q is loaded concurrently as another type", ErrDecode, key), true
+		return nil, fmt.Errorf("%w: key %q is loaded concurrently as another type", ErrDecode, key), true
 	}
 	c.st.decodeErrors.add(1)
 	c.dropCorrupt(key, r.b)
-	var z T
-	return z, nil, false
+	return nil, nil, false
 }
 
 // dropCorrupt removes bytes b of key from both tiers (L2 only if unchanged).

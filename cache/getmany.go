@@ -65,7 +65,7 @@ func GetMany[T any](ctx context.Context, c *Cache, keys []string, load LoadManyF
 		if useL1 {
 			if v, err, ok := getL1[T](c, k, schema); ok {
 				if err == nil {
-					out[k] = v
+					out[k] = *v
 				}
 				continue
 			}

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
-	"time"
 
 	"gorm.io/gorm"
 	"gorm.io/gorm/clause"
@@ -19,7 +18,7 @@ import (
 // A missing or soft-deleted row is ErrNotFound. The returned value is the
 // caller's own: mutating it never changes the cache.
 func (r *Repository[T, ID]) Get(ctx context.Context, id ID) (*T, error) {
-	start := time.Now()
+	start := r.now()
 	v, err := r.get(ctx, id)
 	r.observe(ctx, "get", 1, start, err)
 	return v, err
@@ -32,18 +31,11 @@ func (r *Repository[T, ID]) get(ctx context.Context, id ID) (*T, error) {
 	if r.tx != nil && !failpoint.Disabled(failpoint.GuardNoTxFill) {
 		return r.load(ctx, id) // uncommitted rows never meet the shared tiers
 	}
-	v, err := cache.Get(ctx, r.c, r.key(id), func(ctx context.Context, _ string) (T, uint64, error) {
-		p, err := r.load(ctx, id)
-		if err != nil {
-			var zero T
-			return zero, 0, err
-		}
-		return *p, r.versionOf(ctx, p), nil
-	}, r.readOpt...)
+	v, err := cache.Load(ctx, r.c, r.key(id), rowArg[T, ID]{r, id}, r.loadRow, r.readOpt...)
 	if err != nil {
 		return nil, r.mapErr(err, id)
 	}
-	return &v, nil
+	return v, nil
 }
 
 // load reads the row from the database.
@@ -69,7 +61,7 @@ func (r *Repository[T, ID]) mapErr(err error, id any) error {
 // in a *MissingError (for which errors.Is(err, ErrNotFound) holds), returned
 // together with the rows that were found.
 func (r *Repository[T, ID]) GetMany(ctx context.Context, ids []ID) ([]*T, error) {
-	start := time.Now()
+	start := r.now()
 	out, err := r.getMany(ctx, ids)
 	r.observe(ctx, "get_many", len(ids), start, err)
 	return out, err
@@ -149,7 +141,7 @@ func (r *Repository[T, ID]) loadMany(ctx context.Context, ids []ID) (map[string]
 // the row it leads to, so a mapping left behind when the row's value changed
 // is detected and reloaded, never served.
 func (r *Repository[T, ID]) GetBy(ctx context.Context, col string, value any) (*T, error) {
-	start := time.Now()
+	start := r.now()
 	v, err := r.getBy(ctx, col, value)
 	r.observe(ctx, "get_by", 1, start, err)
 	return v, err

@@ -35,6 +35,25 @@ type Repository[T any, ID comparable] struct {
 	omit    []string // columns a whole-row Update leaves alone
 	readOpt []cache.ReadOption
 	tx      *Tx // non-nil for a transaction-bound copy
+
+	// loadRow is the cache loader, created once: with the repository in
+	// its argument, a hit allocates no closure.
+	loadRow func(ctx context.Context, key string, a rowArg[T, ID]) (T, uint64, error)
+}
+
+// rowArg is what the cache loader of a row needs.
+type rowArg[T any, ID comparable] struct {
+	r  *Repository[T, ID]
+	id ID
+}
+
+func loadRowArg[T any, ID comparable](ctx context.Context, _ string, a rowArg[T, ID]) (T, uint64, error) {
+	p, err := a.r.load(ctx, a.id)
+	if err != nil {
+		var zero T
+		return zero, 0, err
+	}
+	return *p, a.r.versionOf(ctx, p), nil
 }
 
 // New returns a repository of T over db (the shared connection, not a
@@ -59,7 +78,8 @@ func New[T any, ID comparable](db *gorm.DB, c *cache.Cache, opts Options) (*Repo
 	if len(sch.PrimaryFields) != 1 {
 		return nil, fmt.Errorf("%w: %s has %d primary key fields; one is required", ErrUnsupportedModel, sch.Name, len(sch.PrimaryFields))
 	}
-	r := &Repository[T, ID]{db: db, c: c, opts: opts, sch: sch, table: sch.Table, pk: sch.PrimaryFields[0], uniques: map[string]*schema.Field{}}
+	r := &Repository[T, ID]{db: db, c: c, opts: opts, sch: sch, table: sch.Table, pk: sch.PrimaryFields[0], uniques: map[string]*schema.Field{},
+		loadRow: loadRowArg[T, ID]}
 	if it := reflect.TypeFor[ID](); r.pk.FieldType != it {
 		return nil, fmt.Errorf("%w: primary key %s.%s is %v, not %v", ErrUnsupportedModel, sch.Name, r.pk.Name, r.pk.FieldType, it)
 	}
@@ -141,8 +161,26 @@ func (r *Repository[T, ID]) conn(ctx context.Context) *gorm.DB {
 	return r.db.WithContext(ctx)
 }
 
-// key is the cache key of the row with primary key id.
-func (r *Repository[T, ID]) key(id ID) string { return r.ns + ":" + formatKey(id) }
+// key is the cache key of the row with primary key id. Integer ids, the
+// common case, are formatted without boxing: one allocation, the key.
+func (r *Repository[T, ID]) key(id ID) string {
+	var buf [20]byte
+	switch x := any(id).(type) {
+	case int64:
+		return r.ns + ":" + string(strconv.AppendInt(buf[:0], x, 10))
+	case uint64:
+		return r.ns + ":" + string(strconv.AppendUint(buf[:0], x, 10))
+	case uint:
+		return r.ns + ":" + string(strconv.AppendUint(buf[:0], uint64(x), 10))
+	case int:
+		return r.ns + ":" + string(strconv.AppendInt(buf[:0], int64(x), 10))
+	case uint32:
+		return r.ns + ":" + string(strconv.AppendUint(buf[:0], uint64(x), 10))
+	case int32:
+		return r.ns + ":" + string(strconv.AppendInt(buf[:0], int64(x), 10))
+	}
+	return r.ns + ":" + formatKey(id)
+}
 
 // uniqueKey is the cache key mapping a unique column's value to an id.
 func (r *Repository[T, ID]) uniqueKey(col string, v any) string {
@@ -224,6 +262,14 @@ func (r *Repository[T, ID]) setVersion(ctx context.Context, v *T, n uint64) {
 	if r.ver != nil {
 		r.ver.ReflectValueOf(ctx, reflect.ValueOf(v).Elem()).SetUint(n)
 	}
+}
+
+// now is the start time of an operation, or zero when nobody observes.
+func (r *Repository[T, ID]) now() time.Time {
+	if r.opts.Observe == nil {
+		return time.Time{}
+	}
+	return time.Now()
 }
 
 func (r *Repository[T, ID]) observe(ctx context.Context, op string, rows int, start time.Time, err error) {

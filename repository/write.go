@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
-	"time"
 
 	"gorm.io/gorm/clause"
 
@@ -17,7 +16,7 @@ import (
 // bound repository belongs to), any cached "not found" for its key and its
 // unique values is invalidated.
 func (r *Repository[T, ID]) Create(ctx context.Context, v *T) error {
-	start := time.Now()
+	start := r.now()
 	err := r.create(ctx, v)
 	r.observe(ctx, "create", 1, start, err)
 	return err
@@ -42,7 +41,7 @@ func (r *Repository[T, ID]) create(ctx context.Context, v *T) error {
 // and invalidates nothing; on success v.Version is the new version. An
 // unversioned row that does not exist is ErrNotFound.
 func (r *Repository[T, ID]) Update(ctx context.Context, v *T) error {
-	start := time.Now()
+	start := r.now()
 	err := r.update(ctx, v, nil)
 	r.observe(ctx, "update", 1, start, err)
 	return err
@@ -54,7 +53,7 @@ func (r *Repository[T, ID]) Update(ctx context.Context, v *T) error {
 // for a versioned model, the version it was read at); GORM assigns the new
 // values to v.
 func (r *Repository[T, ID]) Updates(ctx context.Context, v *T, fields map[string]any) error {
-	start := time.Now()
+	start := r.now()
 	var err error
 	if len(fields) == 0 {
 		err = fmt.Errorf("%w: no fields to update", ErrInvalidArgument)
@@ -130,7 +129,7 @@ func (r *Repository[T, ID]) update(ctx context.Context, v *T, fields map[string]
 // cached "not found" (it is served from the database until the tombstone
 // expires).
 func (r *Repository[T, ID]) Delete(ctx context.Context, v *T) error {
-	start := time.Now()
+	start := r.now()
 	err := r.delete(ctx, v)
 	r.observe(ctx, "delete", 1, start, err)
 	return err
@@ -175,7 +174,7 @@ func (r *Repository[T, ID]) delete(ctx context.Context, v *T) error {
 // outside the repository (raw SQL, another service's library): it reads the
 // row's committed version from the database.
 func (r *Repository[T, ID]) Invalidate(ctx context.Context, id ID) error {
-	start := time.Now()
+	start := r.now()
 	err := r.invalidateID(ctx, id)
 	r.observe(ctx, "invalidate", 1, start, err)
 	return err
