@@ -40,6 +40,12 @@ type Cache struct {
 	pubMu sync.Mutex                // serialises SetPublisher
 	pub   atomic.Pointer[pubHolder] // read on every invalidation
 
+	fillSlots chan struct{}  // bounds background Redis fills
+	fillGate  sync.RWMutex   // held by Close while it stops new background fills
+	fillsOff  bool           // protected by fillGate: Close has begun
+	fills     sync.WaitGroup // background Redis fills in flight; Close waits
+	pending   atomic.Int64   // background Redis fills in flight, for Settle
+
 	closed    atomic.Bool
 	closeOnce sync.Once
 	stop      chan struct{} // closed by Close
@@ -82,6 +88,7 @@ func New(ctx context.Context, opts Options) (*Cache, error) {
 		codecHash: hashString("codec:" + o.Codec.Name()),
 		stop:      make(chan struct{}),
 		kick:      make(chan struct{}, 1),
+		fillSlots: make(chan struct{}, maxAsyncFills),
 		done:      make(chan struct{}),
 	}
 	c.localOn.Store(true)
@@ -116,6 +123,10 @@ func (c *Cache) Close() error {
 	var err error
 	c.closeOnce.Do(func() {
 		c.closed.Store(true)
+		c.fillGate.Lock()
+		c.fillsOff = true
+		c.fillGate.Unlock()
+		c.fills.Wait()
 		close(c.stop)
 		<-c.done
 		if c.l1 != nil {
@@ -135,6 +146,14 @@ func (c *Cache) Namespace() string { return c.opts.Namespace }
 // Redis is not marked down. It is true-ish for a cache without Redis.
 func (c *Cache) RedisHealthy() bool {
 	return c.l2 == nil || (c.l2.epoch.Load() != 0 && c.l2.br.healthy())
+}
+
+// Settle waits until the Redis fills running in the background have
+// finished. Reads never need it; tests and benchmarks that inspect Redis do.
+func (c *Cache) Settle() {
+	for c != nil && c.pending.Load() > 0 {
+		time.Sleep(50 * time.Microsecond)
+	}
 }
 
 // Stats returns a snapshot of the counters.

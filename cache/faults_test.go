@@ -234,11 +234,8 @@ func TestInvalidationLostToPartitionBumpsEpoch(t *testing.T) {
 	proxy.Restore()
 	testenv.Eventually(t, 10*time.Second, func() bool {
 		v, err := Get(ctx, b, "k", s.load)
-		return err == nil && v.Version == 2
-	}, "the other instance kept reading the entry the lost invalidation should have retired")
-	if b.Stats().EpochChanges == 0 {
-		t.Fatal("epoch not bumped")
-	}
+		return err == nil && v.Version == 2 && b.Stats().EpochChanges > 0
+	}, "the other instance did not adopt a new epoch, or kept reading the entry the lost invalidation should have retired")
 }
 
 // TestRedisHangs blackholes Redis (connections accepted, never answered):
@@ -250,27 +247,30 @@ func TestRedisHangs(t *testing.T) {
 	rdb := redis.NewClient(&redis.Options{Addr: proxy.Addr(), MaxRetries: -1, ContextTimeoutEnabled: true})
 	defer rdb.Close()
 	c, err := New(context.Background(), Options{Redis: rdb, Namespace: testenv.Namespace(t, testenv.Redis(t)),
-		L1MaxBytes: -1, RedisTimeout: 20 * time.Millisecond, RedisRetryAfter: time.Hour})
+		L1MaxBytes: -1, RedisTimeout: 100 * time.Millisecond, RedisRetryAfter: time.Hour, EpochInterval: 20 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
+	testenv.Eventually(t, 10*time.Second, c.RedisHealthy, "Redis never in use")
 	s := newSource()
 	s.put("k", sampleRow(1, 1))
 	mustGet(t, c, "k", s)
 	proxy.Blackhole()
-	for i := 0; i < 50; i++ {
+	const reads = 50
+	for i := 0; i < reads; i++ {
 		if got := mustGet(t, c, "k", s); got.ID != 1 {
 			t.Fatal("wrong value")
 		}
 	}
 	st := c.Stats()
-	if st.RedisErrors != breakerThreshold || st.BreakerTrips != 1 {
-		t.Fatalf("want exactly %d timed-out calls before Redis is marked down: %+v", breakerThreshold, st)
+	// At most breakerThreshold reads wait for RedisTimeout (background epoch
+	// checks fail too, and count); every other read skips Redis at once.
+	if st.BreakerTrips != 1 || st.RedisSkips < reads-breakerThreshold {
+		t.Fatalf("want at most %d reads to wait for Redis before it is marked down: %+v", breakerThreshold, st)
 	}
 	proxy.Restore()
 }
-
 // TestTombstonesCrossEpochs: a writer that has not yet learnt of an epoch
 // bump still rejects the stale fill of a reader that has. Tombstones apply
 // in every epoch; only values and not-founds are epoch-scoped.

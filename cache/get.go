@@ -378,18 +378,61 @@ func (c *Cache) flight(parent context.Context, key string, schema uint64, ro rea
 	if ttl <= 0 || now.Sub(started) > c.opts.LoadTimeout { // negative caching off, or a load too slow to trust its tombstone window
 		return &flightResult{b: b, src: fromLoader}, nil
 	}
-
-	if l2key != "" {
-		stored, err := c.l2.fill(ctx, l2key, b, ttl)
-		if err == nil && !stored {
-			c.st.rejected.add(1) // an invalidation overtook this load
-			return &flightResult{b: b, src: fromLoader}, nil
-		}
+	if e.version < observed {
+		// The source returned a version older than the tombstone read
+		// before it (a lagging replica, or a write invalidated early): the
+		// result is known stale. Return it to the callers, who overlapped
+		// that write, but cache it nowhere.
+		c.st.rejected.add(1)
+		return &flightResult{b: b, src: fromLoader}, nil
 	}
+
+	// L1 first, under its generation guard; then Redis, off the callers'
+	// path: its fill is version-guarded whenever it lands, and an L1 entry
+	// that a remote write made stale in the meantime is evicted by that
+	// write's event (or not served while the bus cannot vouch for L1).
 	if useL1 {
 		c.fillL1(ctx, key, tok, append([]byte(nil), b...), e.expiry, e.kind)
 	}
+	if l2key != "" {
+		c.fillL2(ctx, key, l2key, b, ttl)
+	}
 	return &flightResult{b: b, src: fromLoader}, nil
+}
+
+// maxAsyncFills bounds the Redis fills in flight in the background; beyond
+// it, fills run on the caller's path (back-pressure when Redis is slow).
+const maxAsyncFills = 1024
+
+// fillL2 stores b under l2key if no newer version is there, in the
+// background when it can. b must not be modified afterwards.
+func (c *Cache) fillL2(ctx context.Context, key, l2key string, b []byte, ttl time.Duration) {
+	fill := func() {
+		failpoint.Hit(ctx, failpoint.BeforeL2Fill, key)
+		stored, err := c.l2.fill(ctx, l2key, b, ttl)
+		if err == nil && !stored {
+			c.st.rejected.add(1) // an invalidation overtook this load
+		}
+	}
+	c.fillGate.RLock()
+	defer c.fillGate.RUnlock()
+	if c.fillsOff {
+		fill()
+		return
+	}
+	select {
+	case c.fillSlots <- struct{}{}:
+		c.fills.Add(1)
+		c.pending.Add(1)
+		go func() {
+			defer c.fills.Done()
+			defer c.pending.Add(-1)
+			defer func() { <-c.fillSlots }()
+			fill()
+		}()
+	default:
+		fill()
+	}
 }
 
 // fillL1 stores entry b (owned by the callee) in L1 with an expiry no later

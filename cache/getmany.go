@@ -2,6 +2,7 @@ package cache
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
 	"reflect"
 	"runtime/debug"
@@ -190,10 +191,16 @@ func GetMany[T any](ctx context.Context, c *Cache, keys []string, load LoadManyF
 		return out, nil // too slow to trust the tombstone window: do not fill
 	}
 
-	// Fills: drop the entries that must not be cached, then one pipeline.
+	// Fills: drop the entries that must not be cached (negative caching
+	// off, or older than the tombstone observed before loading: known
+	// stale), then one pipeline.
 	var fill []int
-	for i := range missing {
-		if ttls[i] > 0 {
+	for i, k := range missing {
+		switch {
+		case ttls[i] <= 0:
+		case versionOf(entries[i]) < observed[k]:
+			c.st.rejected.add(1)
+		default:
 			fill = append(fill, i)
 		}
 	}
@@ -221,6 +228,9 @@ func GetMany[T any](ctx context.Context, c *Cache, keys []string, load LoadManyF
 	}
 	return out, nil
 }
+
+// versionOf reads the version of an encoded envelope.
+func versionOf(b []byte) uint64 { return binary.BigEndian.Uint64(b[offVersion:]) }
 
 // pick returns the elements of s at the indexes idx.
 func pick[E any](s []E, idx []int) []E {

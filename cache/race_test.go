@@ -135,6 +135,7 @@ var raceScenarios = []raceScenario{
 				c.Invalidate(ctx, key, 1)
 			}))()
 			Get(context.Background(), c, key, s.load) // overlaps the insert
+			c.Settle()
 			_, err := Get(context.Background(), c, key, s.load)
 			return err != nil
 		},
@@ -218,6 +219,7 @@ func TestUnversionedInvalidation(t *testing.T) {
 	if v, _ := Get(ctx, c, key, load); v != "v1" {
 		t.Fatal(v)
 	}
+	c.Settle()
 	val = "v2"
 	c.Invalidate(ctx, key, 0)
 	if v, _ := Get(ctx, c, key, load); v != "v2" {
@@ -230,6 +232,7 @@ func TestUnversionedInvalidation(t *testing.T) {
 	}))
 	c.Invalidate(ctx, key, 0)
 	Get(ctx, c, key, load)
+	c.Settle()
 	restore()
 	if v, _ := Get(ctx, c, key, load); v != "v3" {
 		t.Fatalf("stale unversioned fill: %q", v)

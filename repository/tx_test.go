@@ -170,6 +170,7 @@ var txScenarios = []txScenario{
 			mustCreate(t, r, &account{ID: 1, Email: "a@x", Name: "v1"})
 			defer failpoint.Set(failpoint.BeforeCommit, "", func(context.Context, string) {
 				r.Get(ctx, 1) // a concurrent reader: sees the committed v1
+				e.c.Settle()
 			})()
 			if err := Transaction(ctx, e.db, func(tx *Tx) error {
 				return r.WithTx(tx).Update(ctx, &account{ID: 1, Email: "a@x", Name: "v2", Version: 1})
@@ -190,6 +191,7 @@ var txScenarios = []txScenario{
 			defer failpoint.Set(failpoint.BeforeCommit, "", func(context.Context, string) {
 				e.c.FlushLocal() // the reader is another instance: only Redis is shared
 				n.Get(ctx, 1)
+				e.c.Settle() // its Redis fill has landed before COMMIT
 			})()
 			if err := Transaction(ctx, e.db, func(tx *Tx) error {
 				return n.WithTx(tx).Update(ctx, &note{ID: 1, Body: "v2"})

@@ -26,10 +26,13 @@ const (
 	// AfterL2Read runs in a load after the L2 read and before anything is
 	// filled from it.
 	AfterL2Read = "cache/after-l2-read"
-	// AfterLoad runs after the loader returned and before the L2 fill.
+	// AfterLoad runs after the loader returned and before the fills.
 	AfterLoad = "cache/after-load"
-	// BeforeL1Fill runs after the L2 fill and before the L1 fill.
+	// BeforeL1Fill runs before a load's L1 fill.
 	BeforeL1Fill = "cache/before-l1-fill"
+	// BeforeL2Fill runs before a load's Redis fill (which runs in the
+	// background after the load returns).
+	BeforeL2Fill = "cache/before-l2-fill"
 	// InLoader runs inside a flight just before the loader is called.
 	InLoader = "cache/in-loader"
 	// Abandoned runs when a flight has run for LoadTimeout and new callers
