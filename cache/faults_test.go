@@ -271,6 +271,7 @@ func TestRedisHangs(t *testing.T) {
 	}
 	proxy.Restore()
 }
+
 // TestTombstonesCrossEpochs: a writer that has not yet learnt of an epoch
 // bump still rejects the stale fill of a reader that has. Tombstones apply
 // in every epoch; only values and not-founds are epoch-scoped.
