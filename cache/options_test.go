@@ -14,6 +14,8 @@ type namelessCodec struct{ GoJSON }
 func (namelessCodec) Name() string { return "" }
 
 func TestOptionsValidation(t *testing.T) {
+	ignoring := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1"})
+	defer ignoring.Close()
 	for name, o := range map[string]Options{
 		"shards not power of two":  {L1Shards: 3},
 		"entry over shard":         {L1MaxBytes: 1 << 20, L1Shards: 256, L1MaxEntryBytes: 4096},
@@ -24,7 +26,7 @@ func TestOptionsValidation(t *testing.T) {
 		"namespace space":          {Namespace: "a b"},
 		"codec without name":       {Codec: namelessCodec{}},
 		"sub-ms L2 TTL":            {L2TTL: time.Microsecond},
-		"client ignores deadlines": {Redis: redis.NewClient(&redis.Options{Addr: "127.0.0.1:1"})},
+		"client ignores deadlines": {Redis: ignoring},
 	} {
 		c, err := New(context.Background(), o)
 		if !errors.Is(err, ErrInvalidOptions) {
