@@ -43,6 +43,16 @@ func WithTTL(d time.Duration) ReadOption { return func(o *readOptions) { o.ttl =
 // SkipL1 makes the read bypass the in-process tier: neither read nor filled.
 func SkipL1() ReadOption { return func(o *readOptions) { o.skipL1 = true } }
 
+func applyReadOptions(opts []ReadOption) readOptions {
+	var ro readOptions
+	for _, o := range opts {
+		if o != nil {
+			o(&ro)
+		}
+	}
+	return ro
+}
+
 // source says where a flight found its entry.
 type source uint8
 
@@ -121,12 +131,7 @@ func get[T, A any, L loader[T, A]](ctx context.Context, c *Cache, key string, ar
 	if ctx == nil {
 		ctx = context.Background()
 	}
-	var ro readOptions
-	for _, o := range opts {
-		if o != nil {
-			o(&ro)
-		}
-	}
+	ro := applyReadOptions(opts)
 	schema := c.schemaFor(reflect.TypeFor[T]())
 	if c.useL1(ro.skipL1) {
 		if v, err, ok := getL1[T](c, key, schema); ok {

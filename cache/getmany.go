@@ -44,12 +44,7 @@ func GetMany[T any](ctx context.Context, c *Cache, keys []string, load LoadManyF
 	if ctx == nil {
 		ctx = context.Background()
 	}
-	var ro readOptions
-	for _, o := range opts {
-		if o != nil {
-			o(&ro)
-		}
-	}
+	ro := applyReadOptions(opts)
 	out := make(map[string]T, len(keys))
 	seen := make(map[string]struct{}, len(keys))
 	missing := make([]string, 0, len(keys))

@@ -130,8 +130,7 @@ func (r *cachedUsers) Save(ctx context.Context, u *User) error {
 }
 
 func main() {
-	redisAddr := flag.String("redis", os.Getenv("GORMCACHE_REDIS_ADDR"), "Redis address; empty with -dsn empty: embedded servers")
-	dsn := flag.String("dsn", os.Getenv("GORMCACHE_PG_DSN"), "PostgreSQL DSN; empty with -redis empty: embedded servers")
+	redisAddr, dsn := demoenv.Flags()
 	flag.Parse()
 	if err := run(*redisAddr, *dsn); err != nil {
 		fmt.Fprintln(os.Stderr, "decorator:", err)

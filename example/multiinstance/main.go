@@ -19,16 +19,17 @@ import (
 	"fmt"
 	"os"
 	"time"
+
+	"github.com/gormcache/gormcache/example/internal/demoenv"
 )
 
 func main() {
 	var (
-		redisAddr = flag.String("redis", os.Getenv("GORMCACHE_REDIS_ADDR"), "Redis address; empty with -dsn empty: embedded servers")
-		dsn       = flag.String("dsn", os.Getenv("GORMCACHE_PG_DSN"), "PostgreSQL DSN; empty with -redis empty: embedded servers")
-		instances = flag.Int("instances", 3, "instance processes to run")
-		duration  = flag.Duration("duration", 3*time.Second, "length of the mixed-traffic phase")
-		child     = flag.Int("child", 0, "internal: run as instance N")
-		namespace = flag.String("namespace", "", "internal: the cache namespace")
+		redisAddr, dsn = demoenv.Flags()
+		instances      = flag.Int("instances", 3, "instance processes to run")
+		duration       = flag.Duration("duration", 3*time.Second, "length of the mixed-traffic phase")
+		child          = flag.Int("child", 0, "internal: run as instance N")
+		namespace      = flag.String("namespace", "", "internal: the cache namespace")
 	)
 	flag.Parse()
 	var err error

@@ -40,8 +40,7 @@ type Product struct {
 func (Product) TableName() string { return "gormcache_quickstart_products" }
 
 func main() {
-	redisAddr := flag.String("redis", os.Getenv("GORMCACHE_REDIS_ADDR"), "Redis address; empty with -dsn empty: embedded servers")
-	dsn := flag.String("dsn", os.Getenv("GORMCACHE_PG_DSN"), "PostgreSQL DSN; empty with -redis empty: embedded servers")
+	redisAddr, dsn := demoenv.Flags()
 	flag.Parse()
 	if err := run(*redisAddr, *dsn); err != nil {
 		fmt.Fprintln(os.Stderr, "quickstart:", err)

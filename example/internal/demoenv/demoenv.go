@@ -6,6 +6,7 @@ package demoenv
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -19,6 +20,15 @@ import (
 	"gorm.io/gorm"
 	"gorm.io/gorm/logger"
 )
+
+// Flags declares the -redis and -dsn flags every example takes (defaulting
+// to GORMCACHE_REDIS_ADDR and GORMCACHE_PG_DSN); both empty means embedded
+// servers.
+func Flags() (redisAddr, dsn *string) {
+	redisAddr = flag.String("redis", os.Getenv("GORMCACHE_REDIS_ADDR"), "Redis address; empty with -dsn empty: embedded servers")
+	dsn = flag.String("dsn", os.Getenv("GORMCACHE_PG_DSN"), "PostgreSQL DSN; empty with -redis empty: embedded servers")
+	return redisAddr, dsn
+}
 
 // Env is an open pair of servers.
 type Env struct {
