@@ -21,6 +21,7 @@ vet:
 lint: vet
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@v0.7.0 ./...
+	cd benchmarks && $(GO) vet ./... && $(GO) run honnef.co/go/tools/cmd/staticcheck@v0.7.0 ./...
 
 ## bench-cache: the cache package's benchmarks (medians need benchstat over -count runs).
 bench-cache: services
@@ -30,9 +31,12 @@ bench-cache: services
 bench: services
 	cd benchmarks && $(GO) test -run '^$$' -bench . -benchmem -count=$(BENCHCOUNT) -timeout 60m .
 
-## fuzz: run each decoder's fuzz target for a while.
+## fuzz: run every decoder's fuzz target (FUZZTIME each; 1e6+ executions at the default).
+FUZZTIME ?= 120s
 fuzz:
-	$(GO) test -run '^$$' -fuzz FuzzDecodeEnvelope -fuzztime 60s ./cache/
+	$(GO) test -run '^$$' -fuzz '^FuzzDecodeEnvelope$$' -fuzztime $(FUZZTIME) ./cache/
+	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) ./invalidation/
+	$(GO) test -run '^$$' -fuzz '^FuzzUnmarshal$$' -fuzztime $(FUZZTIME) ./internal/bincodec/
 
 ## demo: the multi-instance demo on embedded servers.
 demo:

@@ -46,15 +46,16 @@ func (k Kind) String() string {
 //
 // The Lua scripts in l2.go read the magic, version and epoch at these
 // offsets (1-based in Lua: version 3..10, epoch 27..34).
+const envMagic byte = 0xC8
+
 const (
-	envMagic     byte = 0xC8
-	envHeaderLen      = 38
-	offKind           = 1
-	offVersion        = 2
-	offExpiry         = 10
-	offSchema         = 18
-	offEpoch          = 26
-	offLen            = 34
+	envHeaderLen = 38
+	offKind      = 1
+	offVersion   = 2
+	offExpiry    = 10
+	offSchema    = 18
+	offEpoch     = 26
+	offLen       = 34
 )
 
 // envelope is a decoded entry. Its payload aliases the decoded buffer.

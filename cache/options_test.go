@@ -70,7 +70,9 @@ func TestFingerprint(t *testing.T) {
 	if typeFingerprint(reflectTypeOf[a]()) == typeFingerprint(reflectTypeOf[b]()) {
 		t.Fatal("tag change not fingerprinted")
 	}
-	if typeFingerprint(reflectTypeOf[rec]()) != typeFingerprint(reflectTypeOf[rec]()) {
+	first := typeFingerprint(reflectTypeOf[rec]()) // a recursive type terminates
+	typeFingerprints.Delete(reflectTypeOf[rec]())
+	if typeFingerprint(reflectTypeOf[rec]()) != first {
 		t.Fatal("unstable")
 	}
 	if schemaOf(reflectTypeOf[a](), hashString("codec:json")) == schemaOf(reflectTypeOf[a](), hashString("codec:msgpack")) {
