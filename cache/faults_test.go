@@ -327,3 +327,31 @@ func TestOldEpochEntriesIgnored(t *testing.T) {
 		t.Fatalf("refill under the new epoch not served: %+v", c.Stats())
 	}
 }
+
+func TestPeek(t *testing.T) {
+	t.Parallel()
+	c, rdb := newCache(t, nil)
+	ctx := context.Background()
+	s := newSource()
+	s.put("k", sampleRow(1, 3))
+	if l1, l2, err := c.Peek(ctx, "k"); err != nil || l1.Present || l2.Present {
+		t.Fatalf("empty: %+v %+v %v", l1, l2, err)
+	}
+	mustGet(t, c, "k", s)
+	l1, l2, err := c.Peek(ctx, "k")
+	if err != nil || l1.Kind != KindValue || l1.Version != 3 || l2.Kind != KindValue || l2.Version != 3 || l2.Stale {
+		t.Fatalf("after a read: %+v %+v %v", l1, l2, err)
+	}
+	c.Invalidate(ctx, "k", 4)
+	l1, l2, _ = c.Peek(ctx, "k")
+	if l1.Present || l2.Kind != KindTombstone || l2.Version != 4 {
+		t.Fatalf("after invalidate: %+v %+v", l1, l2)
+	}
+	rdb.Set(ctx, c.l2.key("k"), "junk", 0)
+	if _, l2, _ = c.Peek(ctx, "k"); !l2.Corrupt {
+		t.Fatalf("junk: %+v", l2)
+	}
+	if st := c.Stats(); st.DecodeErrors != 0 {
+		t.Fatalf("Peek counted: %+v", st)
+	}
+}

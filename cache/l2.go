@@ -155,6 +155,9 @@ func (l *l2) call(ctx context.Context, f func(ctx context.Context) error) error 
 	return err
 }
 
+// redisNil is go-redis's "no such key".
+var redisNil = redis.Nil
+
 // errUnavailable is returned while the breaker is open.
 var errUnavailable = errors.New("gormcache: redis unavailable")
 

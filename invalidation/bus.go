@@ -13,6 +13,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/gormcache/gormcache/cache"
+	"github.com/gormcache/gormcache/internal/failpoint"
 )
 
 // Sentinel errors.
@@ -170,14 +171,18 @@ func (b *Bus) setHealthyLocked(ok bool) {
 		return
 	}
 	if ok {
-		b.c.FlushLocal()
+		if !failpoint.Disabled(failpoint.GuardResubscribeFlush) {
+			b.c.FlushLocal()
+		}
 		b.st.recoveries.Add(1)
 		b.healthy.Store(true)
 		b.c.SetLocalServing(true)
 		return
 	}
 	b.healthy.Store(false)
-	b.c.SetLocalServing(false)
+	if !failpoint.Disabled(failpoint.GuardHealth) {
+		b.c.SetLocalServing(false)
+	}
 	b.st.unhealthy.Add(1)
 }
 

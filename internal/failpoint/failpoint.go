@@ -66,6 +66,12 @@ const (
 	// GuardNoTxFill keeps reads inside a transaction away from the shared
 	// tiers; switched off, they read and fill the cache like any read.
 	GuardNoTxFill = "guard/no-tx-fill"
+	// GuardResubscribeFlush is the invalidation bus's L1 flush on every
+	// (re)subscription and return to health.
+	GuardResubscribeFlush = "guard/resubscribe-flush"
+	// GuardHealth is the invalidation bus's health gate: L1 is not served
+	// while the subscription is silent or broken.
+	GuardHealth = "guard/health"
 )
 
 type point struct{ name, key string }
