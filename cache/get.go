@@ -286,8 +286,8 @@ func (c *Cache) loadShared(ctx context.Context, key string, schema uint64, ro re
 }
 
 // flight is one load of key, shared by every caller that joined it:
-// re-check L1, read L2, call the loader, then fill L2 (version-guarded) and
-// L1 (generation-guarded).
+// re-check L1, read L2, call the loader, then fill L1 (generation-guarded)
+// and, in the background, L2 (version-guarded).
 func (c *Cache) flight(parent context.Context, key string, schema uint64, ro readOptions, raw rawLoad) (*flightResult, error) {
 	// The load keeps the first caller's values but not its cancellation
 	// (other callers may be waiting), and no deadline either: a deadline
