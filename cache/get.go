@@ -396,11 +396,12 @@ func (c *Cache) flight(parent context.Context, key string, schema uint64, ro rea
 	// path: its fill is version-guarded whenever it lands, and an L1 entry
 	// that a remote write made stale in the meantime is evicted by that
 	// write's event (or not served while the bus cannot vouch for L1).
-	if useL1 {
-		c.fillL1(ctx, key, tok, append([]byte(nil), b...), e.expiry, e.kind)
-	}
+	inL1 := useL1 && c.fillL1(ctx, key, tok, append([]byte(nil), b...), e.expiry, e.kind)
 	if l2key != "" {
-		c.fillL2(ctx, key, l2key, b, ttl)
+		// In the background only if L1 took the entry: otherwise a caller
+		// arriving between now and the fill would miss everywhere and load
+		// again.
+		c.fillL2(ctx, key, l2key, b, ttl, inL1)
 	}
 	return &flightResult{b: b, src: fromLoader}, nil
 }
@@ -410,14 +411,19 @@ func (c *Cache) flight(parent context.Context, key string, schema uint64, ro rea
 const maxAsyncFills = 1024
 
 // fillL2 stores b under l2key if no newer version is there, in the
-// background when it can. b must not be modified afterwards.
-func (c *Cache) fillL2(ctx context.Context, key, l2key string, b []byte, ttl time.Duration) {
+// background when async is set and a slot is free. b must not be modified
+// afterwards.
+func (c *Cache) fillL2(ctx context.Context, key, l2key string, b []byte, ttl time.Duration, async bool) {
 	fill := func() {
 		failpoint.Hit(ctx, failpoint.BeforeL2Fill, key)
 		stored, err := c.l2.fill(ctx, l2key, b, ttl)
 		if err == nil && !stored {
 			c.st.rejected.add(1) // an invalidation overtook this load
 		}
+	}
+	if !async {
+		fill()
+		return
 	}
 	c.fillGate.RLock()
 	defer c.fillGate.RUnlock()
@@ -441,11 +447,12 @@ func (c *Cache) fillL2(ctx context.Context, key, l2key string, b []byte, ttl tim
 }
 
 // fillL1 stores entry b (owned by the callee) in L1 with an expiry no later
-// than l2Expiry and within L1TTL (NotFoundTTL for not-found).
-func (c *Cache) fillL1(ctx context.Context, key string, tok fillToken, b []byte, l2Expiry int64, kind Kind) {
+// than l2Expiry and within L1TTL (NotFoundTTL for not-found), and reports
+// whether it did.
+func (c *Cache) fillL1(ctx context.Context, key string, tok fillToken, b []byte, l2Expiry int64, kind Kind) bool {
 	if len(b) > c.l1.maxEntry {
 		c.st.l1Skips.add(1)
-		return
+		return false
 	}
 	ttl := c.opts.L1TTL
 	if kind == KindNotFound && c.opts.NotFoundTTL < ttl {
@@ -458,7 +465,9 @@ func (c *Cache) fillL1(ctx context.Context, key string, tok fillToken, b []byte,
 	setExpiry(b, exp)
 	if !c.l1.fill(ctx, key, tok, b) {
 		c.st.rejected.add(1)
+		return false
 	}
+	return true
 }
 
 func (c *Cache) expired(e envelope) bool {

@@ -384,3 +384,30 @@ func TestHungLoadIsAbandoned(t *testing.T) {
 		t.Fatalf("second caller: %v %+v", err, got)
 	}
 }
+
+// TestStormWithoutL1 is a miss storm on a cache without L1: callers that
+// arrive after the load returned find the entry in Redis (its fill is not
+// deferred when L1 cannot hold the entry), so the storm costs one load.
+func TestStormWithoutL1(t *testing.T) {
+	t.Parallel()
+	c, _ := newCache(t, noL1)
+	s := newSource()
+	s.put("k", sampleRow(1, 1))
+	var wg sync.WaitGroup
+	for i := 0; i < 50; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, err := Get(context.Background(), c, "k", s.load); err != nil {
+				t.Error(err)
+			}
+		}()
+		if i == 25 {
+			wg.Wait() // the second half arrives after the first load returned
+		}
+	}
+	wg.Wait()
+	if n := s.calls.Load(); n != 1 {
+		t.Fatalf("%d loads for one key, want 1", n)
+	}
+}
