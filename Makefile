@@ -23,13 +23,16 @@ lint: vet
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@v0.7.0 ./...
 	cd benchmarks && $(GO) vet ./... && $(GO) run honnef.co/go/tools/cmd/staticcheck@v0.7.0 ./...
 
-## bench-cache: the cache package's benchmarks (medians need benchstat over -count runs).
+## bench-cache: the library's own benchmarks (cache, repository, propagation); medians with benchstat.
 bench-cache: services
-	$(GO) test -run '^$$' -bench . -benchmem -count=$(BENCHCOUNT) ./cache/ ./repository/
+	$(GO) test -run '^$$' -bench . -benchmem -count=$(BENCHCOUNT) -timeout 60m ./cache/ ./repository/
+	$(GO) test -run '^$$' -bench Propagation -benchtime 10000x -count=$(BENCHCOUNT) ./invalidation/
 
-## bench: the side-by-side suite against raw GORM and peer libraries.
+## bench: the side-by-side suite against raw GORM and peer libraries; fills benchmarks/README.md and results.svg.
 bench: services
-	cd benchmarks && $(GO) test -run '^$$' -bench . -benchmem -count=$(BENCHCOUNT) -timeout 60m .
+	mkdir -p benchmarks/results
+	cd benchmarks && $(GO) test -run '^$$' -bench . -benchmem -count=$(BENCHCOUNT) -timeout 90m . | tee results/bench.txt
+	cd benchmarks && $(GO) run ./cmd/report -readme README.md -svg results.svg results/bench.txt
 
 ## fuzz: run every decoder's fuzz target (FUZZTIME each; 1e6+ executions at the default).
 FUZZTIME ?= 120s
