@@ -133,8 +133,9 @@ func get[T, A any, L loader[T, A]](ctx context.Context, c *Cache, key string, ar
 	}
 	ro := applyReadOptions(opts)
 	schema := c.schemaFor(reflect.TypeFor[T]())
-	if c.useL1(ro.skipL1) {
-		if v, err, ok := getL1[T](c, key, schema); ok {
+	now := c.opts.Clock.Now().UnixNano()
+	if c.useL1(ro.skipL1, now) {
+		if v, err, ok := getL1[T](c, key, schema, now); ok {
 			return v, err
 		}
 	}
@@ -142,23 +143,26 @@ func get[T, A any, L loader[T, A]](ctx context.Context, c *Cache, key string, ar
 		v, ver, err := l.load(ctx, key, arg)
 		return encodeLoaded(c, v, ver, err)
 	}
-	for attempt := 0; ; attempt++ {
-		r, err := c.loadShared(ctx, key, schema, ro, raw)
-		if err != nil {
-			return nil, err
-		}
-		v, err, ok := decodeResult[T](c, key, schema, r)
-		if ok || attempt > 0 {
-			return v, err
-		}
-		// The cached bytes did not decode into T (removed by decodeResult):
-		// load once more, which now misses.
+	r, err := c.loadShared(ctx, key, schema, ro, raw, c.vouched(now))
+	if err != nil {
+		return nil, err
 	}
+	if v, err, ok := decodeResult[T](c, key, schema, r); ok {
+		return v, err
+	}
+	// The cached bytes did not decode into T; decodeResult removed them from
+	// both tiers. Answer from the source, without caching: a later read
+	// fills again.
+	v, _, err := l.load(context.WithoutCancel(ctx), key, arg)
+	if err != nil {
+		return nil, err
+	}
+	return &v, nil
 }
 
 // getL1 serves key from L1. ok is false on a miss; corrupt entries are
 // removed and counted.
-func getL1[T any](c *Cache, key string, schema uint64) (v *T, err error, ok bool) {
+func getL1[T any](c *Cache, key string, schema uint64, now int64) (v *T, err error, ok bool) {
 	b, found := c.l1.get(key)
 	if !found {
 		return nil, nil, false
@@ -169,7 +173,7 @@ func getL1[T any](c *Cache, key string, schema uint64) (v *T, err error, ok bool
 		c.st.decodeErrors.add(1)
 		c.l1.remove(key)
 		return nil, nil, false
-	case e.expired(c.opts.Clock.Now().UnixNano()) && !failpoint.Disabled(failpoint.GuardExpiry):
+	case e.expired(now) && !failpoint.Disabled(failpoint.GuardExpiry):
 		return nil, nil, false
 	case e.kind == KindNotFound:
 		c.st.l1Hits.add(1)
@@ -244,12 +248,22 @@ func encodeLoaded[T any](c *Cache, v T, ver uint64, err error) ([]byte, uint64, 
 }
 
 // loadShared runs (or joins) the flight for key. The caller may give up
-// through ctx; the flight goes on for the others.
-func (c *Cache) loadShared(ctx context.Context, key string, schema uint64, ro readOptions, raw rawLoad) (*flightResult, error) {
+// through ctx; the flight goes on for the others. When the instance is not
+// vouched for (join false), the caller runs a load of its own: a load in
+// flight may have read the source before writes whose invalidations this
+// instance has not applied yet.
+func (c *Cache) loadShared(ctx context.Context, key string, schema uint64, ro readOptions, raw rawLoad, join bool) (*flightResult, error) {
+	if !join {
+		r, err := c.flight(ctx, key, schema, ro, raw, false)
+		if err == nil {
+			c.st.misses.add(1)
+		}
+		return r, err
+	}
 	led := false
 	fn := func() (any, error) {
 		led = true
-		return c.flight(ctx, key, schema, ro, raw)
+		return c.flight(ctx, key, schema, ro, raw, true)
 	}
 	var (
 		v   any
@@ -288,7 +302,7 @@ func (c *Cache) loadShared(ctx context.Context, key string, schema uint64, ro re
 // flight is one load of key, shared by every caller that joined it:
 // re-check L1, read L2, call the loader, then fill L1 (generation-guarded)
 // and, in the background, L2 (version-guarded).
-func (c *Cache) flight(parent context.Context, key string, schema uint64, ro readOptions, raw rawLoad) (*flightResult, error) {
+func (c *Cache) flight(parent context.Context, key string, schema uint64, ro readOptions, raw rawLoad, shared bool) (*flightResult, error) {
 	// The load keeps the first caller's values but not its cancellation
 	// (other callers may be waiting), and no deadline either: a deadline
 	// makes database drivers watch the context on every query, which costs
@@ -297,14 +311,16 @@ func (c *Cache) flight(parent context.Context, key string, schema uint64, ro rea
 	// arrives later is returned but not filled.
 	ctx := context.WithoutCancel(parent)
 	started := c.opts.Clock.Now()
-	fkey := c.flightKey(key)
-	abandon := time.AfterFunc(c.opts.LoadTimeout, func() {
-		c.group.Forget(fkey)
-		failpoint.Hit(ctx, failpoint.Abandoned, key)
-	})
-	defer abandon.Stop()
+	if shared {
+		fkey := c.flightKey(key)
+		abandon := time.AfterFunc(c.opts.LoadTimeout, func() {
+			c.group.Forget(fkey)
+			failpoint.Hit(ctx, failpoint.Abandoned, key)
+		})
+		defer abandon.Stop()
+	}
 
-	useL1 := c.useL1(ro.skipL1)
+	useL1 := c.useL1(ro.skipL1, started.UnixNano())
 	var tok fillToken
 	if useL1 {
 		tok = c.l1.begin(key) // before any source is read
@@ -344,8 +360,8 @@ func (c *Cache) flight(parent context.Context, key string, schema uint64, ro rea
 				c.st.schemaMismatch.add(1)
 				observed = e.version
 			default: // a value of our shape, or not-found
-				if useL1 {
-					c.fillL1(ctx, key, tok, b, e.expiry, e.kind)
+				if useL1 { // a copy: b is handed to the callers as Redis holds it
+					c.fillL1(ctx, key, tok, append([]byte(nil), b...), e.expiry, e.kind)
 				}
 				return &flightResult{b: b, src: fromL2}, nil
 			}
