@@ -33,6 +33,12 @@ func (b *Bus) PreparePublish(invs []cache.Invalidation) (string, []byte, func(se
 		return "", nil, nil // too big for one event: use Publish
 	}
 	b.mu.Lock()
+	if len(b.queue) > 0 {
+		// Earlier events wait for a retry: queue this one behind them, so
+		// subscribers see sequence numbers in order (a gap flushes L1).
+		b.mu.Unlock()
+		return "", nil, nil
+	}
 	payload, ok := b.encodeLocked(Event{Kind: KindInvalidate, Keys: invs})
 	b.mu.Unlock()
 	if !ok {
