@@ -30,7 +30,7 @@ func (r *Repository[T, ID]) create(ctx context.Context, v *T) error {
 		r.setVersion(ctx, v, 1)
 	}
 	if err := r.conn(ctx).Create(v).Error; err != nil {
-		return err
+		return r.uncertain(ctx, v, r.versionOf(ctx, v), nil, err)
 	}
 	return r.afterWrite(ctx, v, r.versionOf(ctx, v), nil)
 }
@@ -113,7 +113,14 @@ func (r *Repository[T, ID]) update(ctx context.Context, v *T, fields map[string]
 	}
 	if res.Error != nil {
 		r.setVersion(ctx, v, old)
-		return res.Error
+		if errors.Is(res.Error, ErrConflict) || errors.Is(res.Error, ErrNotFound) {
+			return res.Error // nothing was written: nothing to invalidate
+		}
+		next := uint64(0)
+		if r.ver != nil {
+			next = old + 1
+		}
+		return r.uncertain(ctx, v, next, changed, res.Error)
 	}
 	if r.ver != nil {
 		r.setVersion(ctx, v, old+1)
@@ -150,7 +157,11 @@ func (r *Repository[T, ID]) delete(ctx context.Context, v *T) error {
 	}
 	res := db.Delete(v)
 	if res.Error != nil {
-		return res.Error
+		tomb := uint64(0)
+		if r.ver != nil {
+			tomb = ver + 1
+		}
+		return r.uncertain(ctx, v, tomb, nil, res.Error)
 	}
 	if res.RowsAffected == 0 {
 		if r.ver != nil {
@@ -196,6 +207,20 @@ func (r *Repository[T, ID]) invalidateID(ctx context.Context, id ID) error {
 		cols = append(cols, col)
 	}
 	return r.afterWrite(ctx, v, r.versionOf(ctx, v), cols)
+}
+
+// uncertain handles a write that failed with err: the database may still
+// have committed it (a COMMIT whose reply was lost, a connection reset
+// mid-statement), and a committed write that is never invalidated would be
+// served stale until the TTLs. So it is invalidated as if it had committed
+// at version, which costs at most a miss if it did not. Inside a bound
+// transaction the error aborts the transaction, so nothing is queued. err is
+// returned.
+func (r *Repository[T, ID]) uncertain(ctx context.Context, v *T, version uint64, cols []string, err error) error {
+	if r.tx == nil {
+		_ = r.afterWrite(ctx, v, version, cols)
+	}
+	return err
 }
 
 // afterWrite invalidates v's row at version (0: stamped) and the unique-key
