@@ -3,6 +3,7 @@ package cache
 import (
 	"context"
 	"errors"
+	"math"
 	"math/rand/v2"
 	"reflect"
 	"strconv"
@@ -26,9 +27,13 @@ type Cache struct {
 	group     singleflight.Group
 	st        stats
 
-	// localOn gates L1: while false, L1 is neither read nor filled. The
-	// invalidation bus turns it off while it cannot vouch for L1.
-	localOn atomic.Bool
+	// localUntil gates L1 (unix nanoseconds by Options.Clock): L1 is read
+	// and filled only before it. Without an invalidation source it is
+	// MaxInt64; the bus moves it forward on every sign of life from its
+	// subscription and sets it to 0 when it cannot vouch for L1. Checked at
+	// read time, it holds even when the bus's goroutines have not run for a
+	// while (a paused process, a starved scheduler).
+	localUntil atomic.Int64
 
 	// pendingBump counts invalidations that could not reach Redis;
 	// bumpCovered is the count already covered by an epoch bump. While they
@@ -91,7 +96,7 @@ func New(ctx context.Context, opts Options) (*Cache, error) {
 		fillSlots: make(chan struct{}, maxAsyncFills),
 		done:      make(chan struct{}),
 	}
-	c.localOn.Store(true)
+	c.localUntil.Store(math.MaxInt64)
 	if o.L1MaxBytes > 0 {
 		l, err := newL1(o)
 		if err != nil {
@@ -207,7 +212,14 @@ func checkKey(key string) error {
 func (c *Cache) schemaFor(t reflect.Type) uint64 { return schemaOf(t, c.codecHash) }
 
 // useL1 reports whether L1 may be read and filled now.
-func (c *Cache) useL1(skip bool) bool { return c.l1 != nil && !skip && c.localOn.Load() }
+func (c *Cache) useL1(skip bool, now int64) bool {
+	return c.l1 != nil && !skip && c.vouched(now)
+}
+
+// vouched reports whether, at now, this instance can trust that it has
+// applied every invalidation published more than one bus window ago: L1 may
+// be served and in-flight loads joined.
+func (c *Cache) vouched(now int64) bool { return now < c.localUntil.Load() }
 
 // l2Read returns the Redis key for key and the epoch in use, or ("", 0)
 // when Redis must not be read now: no Redis, the epoch is not known yet, or

@@ -3,6 +3,7 @@ package cache
 import (
 	"encoding/binary"
 	"fmt"
+	"hash/crc32"
 )
 
 // Kind is what an entry says about its key.
@@ -41,22 +42,35 @@ func (k Kind) String() string {
 //	10     8    expiry, unix nanoseconds, big-endian; 0 = none
 //	18     8    schema fingerprint of the value's type and codec
 //	26     8    namespace epoch the entry was loaded under, big-endian
-//	34     4    payload length
-//	38     n    payload (codec bytes; empty unless KindValue)
+//	34     4    CRC-32C of the whole envelope with this field zeroed;
+//	            0 in tombstones, whose version the server rewrites
+//	38     4    payload length
+//	42     n    payload (codec bytes; empty unless KindValue)
 //
 // The Lua scripts in l2.go read the magic, version and epoch at these
 // offsets (1-based in Lua: version 3..10, epoch 27..34).
-const envMagic byte = 0xC8
+const envMagic byte = 0xC9
 
 const (
-	envHeaderLen = 38
+	envHeaderLen = 42
 	offKind      = 1
 	offVersion   = 2
 	offExpiry    = 10
 	offSchema    = 18
 	offEpoch     = 26
-	offLen       = 34
+	offCRC       = 34
+	offLen       = 38
 )
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// checksum is the CRC-32C of b with its CRC field taken as zero.
+func checksum(b []byte) uint32 {
+	var zero [4]byte
+	c := crc32.Update(0, castagnoli, b[:offCRC])
+	c = crc32.Update(c, castagnoli, zero[:])
+	return crc32.Update(c, castagnoli, b[offCRC+4:])
+}
 
 // envelope is a decoded entry. Its payload aliases the decoded buffer.
 type envelope struct {
@@ -78,13 +92,18 @@ func appendEnvelope(dst []byte, e envelope) []byte {
 	binary.BigEndian.PutUint64(h[offSchema:], e.schema)
 	binary.BigEndian.PutUint64(h[offEpoch:], e.epoch)
 	binary.BigEndian.PutUint32(h[offLen:], uint32(len(e.payload)))
+	start := len(dst)
 	dst = append(dst, h[:]...)
-	return append(dst, e.payload...)
+	dst = append(dst, e.payload...)
+	if e.kind != KindTombstone {
+		binary.BigEndian.PutUint32(dst[start+offCRC:], checksum(dst[start:]))
+	}
+	return dst
 }
 
 // decodeEnvelope parses b. Every malformed input (short, foreign magic,
-// unknown kind, length mismatch, payload on a non-value) is errCorrupt; it
-// never panics and never reads past b.
+// unknown kind, length mismatch, payload on a non-value, checksum mismatch)
+// is errCorrupt; it never panics and never reads past b.
 func decodeEnvelope(b []byte) (envelope, error) {
 	if len(b) < envHeaderLen || b[0] != envMagic {
 		return envelope{}, errCorrupt
@@ -100,14 +119,23 @@ func decodeEnvelope(b []byte) (envelope, error) {
 	if uint64(n) != uint64(len(b)-envHeaderLen) || e.expiry < 0 {
 		return envelope{}, errCorrupt
 	}
+	sum := binary.BigEndian.Uint32(b[offCRC:])
 	switch e.kind {
 	case KindValue:
 		e.payload = b[envHeaderLen:]
-	case KindTombstone, KindNotFound:
+	case KindTombstone:
+		if n != 0 || sum != 0 {
+			return envelope{}, errCorrupt
+		}
+		return e, nil
+	case KindNotFound:
 		if n != 0 {
 			return envelope{}, errCorrupt
 		}
 	default:
+		return envelope{}, errCorrupt
+	}
+	if sum != checksum(b) {
 		return envelope{}, errCorrupt
 	}
 	return e, nil
@@ -116,9 +144,14 @@ func decodeEnvelope(b []byte) (envelope, error) {
 // expired reports whether e has expired at now (unix nanoseconds).
 func (e envelope) expired(now int64) bool { return e.expiry != 0 && now >= e.expiry }
 
-// setExpiry rewrites the expiry of an encoded envelope in place.
+// setExpiry rewrites the expiry of an encoded envelope in place (and its
+// checksum).
 func setExpiry(b []byte, expiry int64) {
-	if len(b) >= envHeaderLen {
-		binary.BigEndian.PutUint64(b[offExpiry:], uint64(expiry))
+	if len(b) < envHeaderLen {
+		return
+	}
+	binary.BigEndian.PutUint64(b[offExpiry:], uint64(expiry))
+	if Kind(b[offKind]) != KindTombstone {
+		binary.BigEndian.PutUint32(b[offCRC:], checksum(b))
 	}
 }

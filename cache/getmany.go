@@ -49,7 +49,7 @@ func GetMany[T any](ctx context.Context, c *Cache, keys []string, load LoadManyF
 	seen := make(map[string]struct{}, len(keys))
 	missing := make([]string, 0, len(keys))
 	schema := c.schemaFor(reflect.TypeFor[T]())
-	useL1 := c.useL1(ro.skipL1)
+	useL1 := c.useL1(ro.skipL1, c.opts.Clock.Now().UnixNano())
 	for _, k := range keys {
 		if err := checkKey(k); err != nil {
 			return nil, fmt.Errorf("key %q: %w", k, err)
@@ -59,7 +59,7 @@ func GetMany[T any](ctx context.Context, c *Cache, keys []string, load LoadManyF
 		}
 		seen[k] = struct{}{}
 		if useL1 {
-			if v, err, ok := getL1[T](c, k, schema); ok {
+			if v, err, ok := getL1[T](c, k, schema, c.opts.Clock.Now().UnixNano()); ok {
 				if err == nil {
 					out[k] = *v
 				}

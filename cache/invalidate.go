@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
+	"time"
 
 	"github.com/gormcache/gormcache/internal/failpoint"
 )
@@ -176,19 +178,49 @@ func (c *Cache) FlushLocal() {
 	c.l1.flush()
 }
 
-// SetLocalServing turns serving from L1 on or off. While off, reads skip L1
-// (going to Redis, then the loader) and nothing is filled into it. The
-// invalidation bus turns it off while its subscription is unhealthy, which
-// is what bounds staleness when messages may be lost; it flushes L1 before
-// turning it back on.
+// SetLocalServing turns serving from L1 on (with no time limit) or off.
+// While off, reads skip L1 (going to Redis, then the loader), nothing is
+// filled into it, and loads in flight are not joined. The invalidation bus
+// turns it off while its subscription is unhealthy, which is what bounds
+// staleness when messages may be lost; it flushes L1 before vouching again.
 func (c *Cache) SetLocalServing(on bool) {
-	if c != nil {
-		c.localOn.Store(on)
+	if c == nil {
+		return
+	}
+	if on {
+		c.localUntil.Store(math.MaxInt64)
+	} else {
+		c.localUntil.Store(0)
 	}
 }
 
-// LocalServing reports whether L1 is being served.
-func (c *Cache) LocalServing() bool { return c != nil && c.l1 != nil && c.localOn.Load() }
+// VouchLocal lets L1 be served until the given time (by Options.Clock; see
+// Now), and no longer unless vouched for again; an earlier time than the
+// one in force is ignored. An invalidation source calls it whenever it has
+// proof that every invalidation published before some moment has been
+// applied, so that if it stops hearing (or this process stops running), L1
+// stops being served without anyone having to notice.
+func (c *Cache) VouchLocal(until time.Time) {
+	if c == nil {
+		return
+	}
+	u := until.UnixNano()
+	for {
+		cur := c.localUntil.Load()
+		if cur == math.MaxInt64 || u <= cur || c.localUntil.CompareAndSwap(cur, u) {
+			return
+		}
+	}
+}
+
+// Now is the cache's clock (Options.Clock), for invalidation sources that
+// compute VouchLocal deadlines.
+func (c *Cache) Now() time.Time { return c.opts.Clock.Now() }
+
+// LocalServing reports whether L1 is being served now.
+func (c *Cache) LocalServing() bool {
+	return c != nil && c.l1 != nil && c.vouched(c.opts.Clock.Now().UnixNano())
+}
 
 // SetPublisher attaches the Publisher told about every invalidation. It
 // returns ErrPublisherSet if one is attached already; pass nil to detach.

@@ -19,7 +19,7 @@ import (
 // not depend on Lua's number type or the server's locale.
 const luaPrelude = `
 local function ver(s)
-  if s and string.len(s) >= 38 and string.byte(s, 1) == 200 then
+  if s and string.len(s) >= 42 and string.byte(s, 1) == 201 then
     return string.sub(s, 3, 10)
   end
   return nil

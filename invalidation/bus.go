@@ -176,7 +176,7 @@ func (b *Bus) setHealthyLocked(ok bool) {
 		}
 		b.st.recoveries.Add(1)
 		b.healthy.Store(true)
-		b.c.SetLocalServing(true)
+		b.vouchLocked(b.c.Now()) // just flushed: nothing older is left to miss
 		return
 	}
 	b.healthy.Store(false)
@@ -184,6 +184,30 @@ func (b *Bus) setHealthyLocked(ok bool) {
 		b.c.SetLocalServing(false)
 	}
 	b.st.unhealthy.Add(1)
+}
+
+// vouchLocked lets the cache serve L1 until HealthWindow after since: every
+// event published before since has been applied. If nothing more vouches
+// (the subscription goes silent, or this process stops running), L1 stops
+// being served by itself. b.healthMu must be held.
+func (b *Bus) vouchLocked(since time.Time) {
+	if failpoint.Disabled(failpoint.GuardHealth) {
+		b.c.SetLocalServing(true) // test hook: no health gate at all
+		return
+	}
+	b.c.VouchLocal(since.Add(b.opts.HealthWindow))
+}
+
+// pong vouches after a PONG to a PING sent at sent: Redis answers a PING
+// only after delivering every message published before it.
+func (b *Bus) pong(sent time.Time) {
+	b.healthMu.Lock()
+	defer b.healthMu.Unlock()
+	if b.healthy.Load() {
+		b.vouchLocked(sent)
+		return
+	}
+	b.setHealthyLocked(true)
 }
 
 // watch turns L1 off when nothing has been heard for HealthWindow. It never

@@ -3,6 +3,7 @@ package invalidation
 import (
 	"context"
 	"errors"
+	"strconv"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -50,8 +51,11 @@ func (b *Bus) receive() {
 				b.setHealthy(true)
 			}
 		case *redis.Pong:
-			if b.st.subscribes.Load() > 0 {
-				b.setHealthy(true)
+			// Only PONGs vouch for L1: they carry the time their PING was
+			// sent, and every message published before it came first. Any
+			// other message may be an old one from a backlog (after a pause).
+			if sent, err := strconv.ParseInt(m.Payload, 10, 64); err == nil && b.st.subscribes.Load() > 0 {
+				b.pong(time.Unix(0, sent))
 			}
 		case *redis.Message:
 			b.apply([]byte(m.Payload))
@@ -112,7 +116,7 @@ func (b *Bus) ping() {
 		case <-t.C:
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), b.opts.PingInterval)
-		_ = b.ps.Ping(ctx) // a lost PONG shows up as silence in receive
+		_ = b.ps.Ping(ctx, strconv.FormatInt(b.c.Now().UnixNano(), 10)) // a lost PONG shows up as silence
 		cancel()
 	}
 }
