@@ -35,10 +35,12 @@ var (
 // origin's sequence numbers), and the epoch is re-read after reconnecting.
 type Bus struct {
 	c       *cache.Cache
-	rdb     redis.UniversalClient
+	rdb     redis.UniversalClient // the subscription's client
+	pub     redis.UniversalClient // publishes: the cache's client when it has one
 	ps      *redis.PubSub
 	ns      string
 	channel string
+	beat    string // this instance's heartbeat channel, on the same connection
 	id      string
 	opts    Options
 
@@ -49,10 +51,9 @@ type Bus struct {
 
 	healthMu sync.Mutex   // serialises health transitions (receive and watchdog goroutines)
 	healthy  atomic.Bool  // written with healthMu held
-	heard    atomic.Int64 // unix nanoseconds of the last message or PONG received
+	heard    atomic.Int64 // unix nanoseconds of the last message received (heartbeats included)
 
-	// lastSeq is owned by the receive goroutine: origin → last sequence seen.
-	lastSeq map[string]uint64
+	gaps *gaps // per-origin sequence numbers awaited
 
 	st   stats
 	stop chan struct{}
@@ -103,14 +104,21 @@ func New(ctx context.Context, c *cache.Cache, opts Options) (*Bus, error) {
 		return nil, fmt.Errorf("%w: negative PublishTimeout or QueueLen", ErrInvalidOptions)
 	}
 	b := &Bus{
-		c: c, rdb: o.Redis, ns: c.Namespace(), channel: o.Channel, id: o.InstanceID, opts: o,
-		queued: make(chan struct{}, 1), lastSeq: map[string]uint64{}, stop: make(chan struct{}),
+		c: c, rdb: o.Redis, pub: o.Redis, ns: c.Namespace(), channel: o.Channel, id: o.InstanceID, opts: o,
+		beat: o.Channel + ":heartbeat:" + o.InstanceID,
+		queued: make(chan struct{}, 1), gaps: newGaps(), stop: make(chan struct{}),
+	}
+	if c.Redis() != nil {
+		// Events go out on the client that writes the tombstones, so that an
+		// event fails only when its tombstone does (a case the cache covers
+		// with an epoch bump), never on its own.
+		b.pub = c.Redis()
 	}
 	c.SetLocalServing(false)
 	if err := c.SetPublisher(b); err != nil {
 		return nil, err
 	}
-	b.ps = o.Redis.Subscribe(ctx, o.Channel)
+	b.ps = o.Redis.Subscribe(ctx, o.Channel, b.beat)
 	b.wg.Add(4)
 	go b.receive()
 	go b.ping()
@@ -198,9 +206,13 @@ func (b *Bus) vouchLocked(since time.Time) {
 	b.c.VouchLocal(since.Add(b.opts.HealthWindow))
 }
 
-// pong vouches after a PONG to a PING sent at sent: Redis answers a PING
-// only after delivering every message published before it.
-func (b *Bus) pong(sent time.Time) {
+// heartbeat vouches after receiving this instance's heartbeat published at
+// sent: Redis delivers a connection's messages in the order it executed the
+// PUBLISHes, so every event published before it has been received. A
+// heartbeat, unlike a PING, is a write: when Redis does not execute writes
+// (CLIENT PAUSE WRITE, a read-only failover), heartbeats stop along with the
+// events, and L1 stops being served.
+func (b *Bus) heartbeat(sent time.Time) {
 	b.healthMu.Lock()
 	defer b.healthMu.Unlock()
 	if b.healthy.Load() {
@@ -229,6 +241,9 @@ func (b *Bus) watch() {
 			b.setHealthyLocked(false)
 		}
 		b.healthMu.Unlock()
+		if b.gaps.expired(time.Now(), b.opts.HealthWindow/2) {
+			b.lostEvents() // an awaited event never came
+		}
 	}
 }
 

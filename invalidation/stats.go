@@ -16,7 +16,7 @@ type Stats struct {
 	OwnEvents     uint64 // own events skipped (already applied locally)
 	KeysApplied   uint64 // keys evicted on behalf of other instances
 	BadEvents     uint64 // payloads that were not valid events for this namespace
-	Gaps          uint64 // sequence gaps seen (each flushed L1)
+	Gaps          uint64 // events lost: sequence gaps not filled within HealthWindow/2 (each flushed L1)
 	Subscribes    uint64 // (re)subscriptions confirmed (each flushed L1)
 	Unhealthy     uint64 // times L1 was turned off for silence or errors
 	Recoveries    uint64 // times L1 was flushed and turned back on

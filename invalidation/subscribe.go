@@ -11,7 +11,7 @@ import (
 
 // receive reads the subscription until Close, applying events and keeping
 // the health state: any connection error turns L1 off (and so does silence,
-// through watch); a subscription confirmation or a PONG after that flushes
+// through watch); a subscription confirmation or a heartbeat after that flushes
 // L1 and turns it back on.
 func (b *Bus) receive() {
 	defer b.wg.Done()
@@ -43,21 +43,23 @@ func (b *Bus) receive() {
 				// A new subscription: whatever was published before it is
 				// unknown to us. Forget L1 and re-read the epoch.
 				b.st.subscribes.Add(1)
+				b.gaps.reset()
 				b.setHealthy(false)
-				rctx, cancel := context.WithTimeout(ctx, b.opts.PublishTimeout)
-				b.c.RefreshEpoch(rctx)
-				cancel()
+				b.refreshEpoch()
 				b.heard.Store(time.Now().UnixNano())
 				b.setHealthy(true)
 			}
-		case *redis.Pong:
-			// Only PONGs vouch for L1: they carry the time their PING was
-			// sent, and every message published before it came first. Any
-			// other message may be an old one from a backlog (after a pause).
-			if sent, err := strconv.ParseInt(m.Payload, 10, 64); err == nil && b.st.subscribes.Load() > 0 {
-				b.pong(time.Unix(0, sent))
-			}
 		case *redis.Message:
+			if m.Channel == b.beat {
+				// Only heartbeats vouch for L1: they carry the time they were
+				// published, and every event published before came first. Any
+				// other message may be an old one from a backlog (after a
+				// pause of this process).
+				if sent, err := strconv.ParseInt(m.Payload, 10, 64); err == nil && b.st.subscribes.Load() > 0 {
+					b.heartbeat(time.Unix(0, sent))
+				}
+				continue
+			}
 			b.apply([]byte(m.Payload))
 		}
 	}
@@ -77,20 +79,12 @@ func (b *Bus) apply(payload []byte) {
 		b.st.ownEvents.Add(1)
 		return
 	}
-	if last, seen := b.lastSeq[e.Origin]; seen && e.Seq > last+1 {
-		// Messages from this origin were lost (it dropped them, or they
-		// never reached Redis): anything in L1 may be stale.
-		b.st.gaps.Add(1)
-		b.c.FlushLocal()
-	}
-	if e.Seq > b.lastSeq[e.Origin] {
-		b.lastSeq[e.Origin] = e.Seq
+	if b.gaps.saw(e.Origin, e.Seq, time.Now()) {
+		b.lostEvents()
 	}
 	switch e.Kind {
 	case KindEpoch:
-		ctx, cancel := context.WithTimeout(context.Background(), b.opts.PublishTimeout)
-		b.c.RefreshEpoch(ctx)
-		cancel()
+		b.refreshEpoch()
 	case KindInvalidate:
 		for _, k := range e.Keys {
 			b.c.EvictLocal(k.Key, k.Version)
@@ -104,7 +98,23 @@ func (b *Bus) apply(payload []byte) {
 	}
 }
 
-// ping asks the subscription connection for a PONG every PingInterval.
+// refreshEpoch makes the cache re-read the namespace epoch; if Redis does
+// not answer now, the cache keeps retrying on its own.
+func (b *Bus) refreshEpoch() {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	b.c.RefreshEpoch(ctx)
+}
+
+// lostEvents flushes L1: events from some origin were lost (it dropped
+// them, or they never reached Redis), so anything in L1 may be stale.
+func (b *Bus) lostEvents() {
+	b.st.gaps.Add(1)
+	b.c.FlushLocal()
+}
+
+// ping publishes a heartbeat to this instance's own channel every
+// PingInterval; receive vouches for L1 when it comes back.
 func (b *Bus) ping() {
 	defer b.wg.Done()
 	t := time.NewTicker(b.opts.PingInterval)
@@ -116,7 +126,7 @@ func (b *Bus) ping() {
 		case <-t.C:
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), b.opts.PingInterval)
-		_ = b.ps.Ping(ctx, strconv.FormatInt(b.c.Now().UnixNano(), 10)) // a lost PONG shows up as silence
+		_ = b.pub.Publish(ctx, b.beat, strconv.FormatInt(b.c.Now().UnixNano(), 10)).Err() // a lost heartbeat shows up as silence
 		cancel()
 	}
 }
