@@ -12,10 +12,15 @@
 //
 //   - On every (re)subscription the instance flushes L1 and re-reads the
 //     namespace epoch.
-//   - The subscription connection is PINGed every PingInterval; if nothing
-//     (event or PONG) arrives for HealthWindow, L1 stops being served —
-//     reads go to Redis and the database — until the connection answers
-//     again, and L1 is flushed before it serves again.
+//   - Every PingInterval the instance publishes a heartbeat to its own
+//     channel on the same subscription connection. Redis delivers a
+//     connection's messages in the order it executed the PUBLISHes, so a
+//     heartbeat sent at t proves every event published before t has been
+//     received. L1 is served only until HealthWindow after the last
+//     heartbeat's send time, checked at read time: if heartbeats stop (a cut
+//     or silent connection, Redis not executing writes, this process
+//     paused), L1 stops being served — reads go to Redis and the database —
+//     and it is flushed before it serves again.
 //   - Each origin numbers its events; a gap flushes L1.
 //   - Publishes that fail are retried in order; when Redis is unreachable
 //     the cache bumps the namespace epoch once it is back, and the bus tells

@@ -10,29 +10,35 @@ import (
 const (
 	DefaultPingInterval   = 50 * time.Millisecond
 	DefaultHealthWindow   = 150 * time.Millisecond
-	DefaultPublishTimeout = time.Second
+	DefaultPublishTimeout = 100 * time.Millisecond
 	DefaultQueueLen       = 10000
 )
 
 // Options configures a Bus. The zero value means defaults.
 type Options struct {
-	// Redis carries the events. Default: the cache's own Redis client. The
-	// bus holds one dedicated subscription connection on it.
+	// Redis carries the subscription: the bus holds one dedicated connection
+	// on it. Default: the cache's own Redis client. Events are always
+	// published through the cache's client, in the same round trip as the
+	// tombstones they announce where the client allows it.
 	Redis redis.UniversalClient
 	// Channel is the pub/sub channel. Default "<namespace>:invalidations".
 	Channel string
 	// InstanceID names this instance in its events. Default: random.
 	InstanceID string
-	// PingInterval is how often the subscription connection is PINGed.
+	// PingInterval is how often the instance publishes a heartbeat to its
+	// own channel (on the subscription connection) to prove that events
+	// still reach it. Default 50 ms.
 	PingInterval time.Duration
-	// HealthWindow is how long the subscription may stay silent (no event,
-	// no PONG) before L1 stops being served. It is the staleness bound B: a
+	// HealthWindow is how long L1 is served after the last heartbeat came
+	// back (counted from when it was sent). It is the staleness bound B: a
 	// write acknowledged anywhere is visible on every instance within about
 	// HealthWindow plus one network delay, even if its message is lost. It
 	// must exceed PingInterval. Default 150 ms.
 	HealthWindow time.Duration
 	// PublishTimeout bounds each PUBLISH attempt; a failed publish is retried
-	// in order until it succeeds or the bus closes. Default 1 s.
+	// in order (at most 50 ms apart) until it succeeds or the bus closes, so
+	// an attempt must not sit in the client's own retries while the events
+	// behind it wait. Default 100 ms.
 	PublishTimeout time.Duration
 	// QueueLen bounds the events waiting to be published while Redis is
 	// unreachable. Beyond it the oldest are dropped; subscribers see the gap

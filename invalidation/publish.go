@@ -32,13 +32,11 @@ func (b *Bus) PreparePublish(invs []cache.Invalidation) (string, []byte, func(se
 	if len(invs) > MaxKeys {
 		return "", nil, nil // too big for one event: use Publish
 	}
+	// The event always travels with its tombstones, even while earlier
+	// events wait in the queue for a retry: it must fail only when they do
+	// (the cache then treats the write as degraded). Subscribers wait a
+	// moment for events that arrive out of order before counting a loss.
 	b.mu.Lock()
-	if len(b.queue) > 0 {
-		// Earlier events wait for a retry: queue this one behind them, so
-		// subscribers see sequence numbers in order (a gap flushes L1).
-		b.mu.Unlock()
-		return "", nil, nil
-	}
 	payload, ok := b.encodeLocked(Event{Kind: KindInvalidate, Keys: invs})
 	b.mu.Unlock()
 	if !ok {
@@ -91,6 +89,11 @@ func (b *Bus) push(payload []byte) {
 	}
 }
 
+// maxPublishBackoff caps the wait between publish retries: an event stuck
+// behind a failed publish delays the events queued after it, and every
+// other instance's view of them.
+const maxPublishBackoff = 50 * time.Millisecond
+
 // send publishes queued events in order until Close.
 func (b *Bus) send() {
 	defer b.wg.Done()
@@ -111,14 +114,14 @@ func (b *Bus) send() {
 			continue
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), b.opts.PublishTimeout)
-		err := b.rdb.Publish(ctx, b.channel, head).Err()
+		err := b.pub.Publish(ctx, b.channel, head).Err()
 		cancel()
 		if err != nil {
 			b.st.publishErrors.Add(1)
 			if !b.sleep(backoff) {
 				return
 			}
-			backoff = min(2*backoff, time.Second)
+			backoff = min(2*backoff, maxPublishBackoff)
 			continue
 		}
 		backoff = 10 * time.Millisecond
