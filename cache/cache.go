@@ -41,6 +41,9 @@ type Cache struct {
 	// should have retired, and this instance must read its own writes.
 	pendingBump atomic.Uint64
 	bumpCovered atomic.Uint64
+	// refreshWanted asks the maintenance loop to re-read the epoch soon: an
+	// invalidation source was told of a bump it could not read yet.
+	refreshWanted atomic.Bool
 
 	pubMu sync.Mutex                // serialises SetPublisher
 	pub   atomic.Pointer[pubHolder] // read on every invalidation
@@ -279,6 +282,19 @@ func (c *Cache) maintain() {
 		p := c.pendingBump.Load()
 		if err := c.refreshEpoch(ctx, p != c.bumpCovered.Load()); err == nil {
 			c.bumpCovered.Store(p)
+			c.refreshWanted.Store(false)
+		} else if c.refreshWanted.Load() || p != c.bumpCovered.Load() {
+			// Urgent: retry soon instead of at the next tick.
+			go func() {
+				select {
+				case <-c.stop:
+				case <-time.After(min(c.opts.EpochInterval, 50*time.Millisecond)):
+					select {
+					case c.kick <- struct{}{}:
+					default:
+					}
+				}
+			}()
 		}
 	}
 }
@@ -312,7 +328,17 @@ func (c *Cache) RefreshEpoch(ctx context.Context) error {
 	if c.l2 == nil {
 		return nil
 	}
-	return c.refreshEpoch(ctx, false)
+	err := c.refreshEpoch(ctx, false)
+	if err != nil {
+		// Told that the epoch moved, but Redis did not answer: keep trying
+		// at once from the maintenance loop rather than at its next tick.
+		c.refreshWanted.Store(true)
+		select {
+		case c.kick <- struct{}{}:
+		default:
+		}
+	}
+	return err
 }
 
 // EpochPublisher is implemented by a Publisher that also tells other
