@@ -1,19 +1,24 @@
 package testenv
 
 import (
-	"io"
 	"net"
 	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 )
 
 // Proxy is a loopback TCP proxy for network faults between a client and a
 // server: Cut resets every connection and refuses new ones (a crash or a
 // partition that fails fast); Blackhole accepts and holds connections without
-// forwarding (a partition that times out); Restore heals both.
+// forwarding (a partition that times out); Restore heals both. SetLatency
+// delays every chunk forwarded in either direction (a slow network), and
+// Reset aborts the open connections with a TCP RST while new ones are still
+// accepted (a middlebox or a peer dropping connections).
 type Proxy struct {
-	target string
-	ln     net.Listener
+	target  string
+	ln      net.Listener
+	latency atomic.Int64 // nanoseconds added to each forwarded chunk
 
 	mu    sync.Mutex // protects the fields below
 	conns map[net.Conn]struct{}
@@ -82,7 +87,21 @@ func (p *Proxy) accept() {
 
 func (p *Proxy) pipe(dst, src net.Conn) {
 	defer p.wg.Done()
-	io.Copy(dst, src)
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := src.Read(buf)
+		if n > 0 {
+			if d := time.Duration(p.latency.Load()); d > 0 {
+				time.Sleep(d)
+			}
+			if _, werr := dst.Write(buf[:n]); werr != nil {
+				break
+			}
+		}
+		if err != nil {
+			break
+		}
+	}
 	p.drop(dst)
 	p.drop(src)
 }
@@ -119,6 +138,31 @@ func (p *Proxy) Blackhole() { p.set(modeBlackhole) }
 
 // Restore forwards again.
 func (p *Proxy) Restore() { p.set(modePass) }
+
+// SetLatency delays every chunk of bytes forwarded, in each direction, by d
+// (a round trip through the proxy gains 2d); zero removes the delay. It
+// applies to open connections at once.
+func (p *Proxy) SetLatency(d time.Duration) { p.latency.Store(int64(max(d, 0))) }
+
+// Reset aborts every open connection with a TCP RST (SO_LINGER 0), as a
+// crashed peer or a stateful middlebox would; new connections are still
+// accepted and forwarded (or cut or held, per the current mode). It returns
+// how many connections it aborted.
+func (p *Proxy) Reset() int {
+	p.mu.Lock()
+	open := make([]net.Conn, 0, len(p.conns))
+	for c := range p.conns {
+		open = append(open, c)
+	}
+	p.mu.Unlock()
+	for _, c := range open {
+		if tc, ok := c.(*net.TCPConn); ok {
+			tc.SetLinger(0)
+		}
+		p.drop(c)
+	}
+	return len(open)
+}
 
 // Close stops the proxy and closes every connection.
 func (p *Proxy) Close() {
