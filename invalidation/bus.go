@@ -105,7 +105,7 @@ func New(ctx context.Context, c *cache.Cache, opts Options) (*Bus, error) {
 	}
 	b := &Bus{
 		c: c, rdb: o.Redis, pub: o.Redis, ns: c.Namespace(), channel: o.Channel, id: o.InstanceID, opts: o,
-		beat: o.Channel + ":heartbeat:" + o.InstanceID,
+		beat:   o.Channel + ":heartbeat:" + o.InstanceID,
 		queued: make(chan struct{}, 1), gaps: newGaps(), stop: make(chan struct{}),
 	}
 	if c.Redis() != nil {
