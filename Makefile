@@ -5,7 +5,7 @@ export GORMCACHE_PG_DSN ?= host=127.0.0.1 port=5432 user=postgres dbname=test ss
 GO ?= go
 BENCHCOUNT ?= 6
 
-.PHONY: test services vet lint bench bench-cache fuzz demo
+.PHONY: test services vet lint bench bench-cache fuzz demo torture
 
 ## test: make PostgreSQL and Redis answer (start or install them), then vet and run every test with -race.
 test: services vet
@@ -40,6 +40,10 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeEnvelope$$' -fuzztime $(FUZZTIME) ./cache/
 	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) ./invalidation/
 	$(GO) test -run '^$$' -fuzz '^FuzzUnmarshal$$' -fuzztime $(FUZZTIME) ./internal/bincodec/
+
+## torture: the long fault-injection profile (>= 1e6 operations, >= 200 faults); prints the report.
+torture: services
+	$(GO) test -count=1 -v -run 'TestTorture$$' -timeout 60m ./internal/torture/ -torture.long
 
 ## demo: the multi-instance demo on embedded servers.
 demo:
