@@ -64,11 +64,12 @@ const (
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
+var zeroCRC [4]byte // stands in for the CRC field while it is computed
+
 // checksum is the CRC-32C of b with its CRC field taken as zero.
 func checksum(b []byte) uint32 {
-	var zero [4]byte
 	c := crc32.Update(0, castagnoli, b[:offCRC])
-	c = crc32.Update(c, castagnoli, zero[:])
+	c = crc32.Update(c, castagnoli, zeroCRC[:])
 	return crc32.Update(c, castagnoli, b[offCRC+4:])
 }
 

@@ -44,13 +44,16 @@ func WithTTL(d time.Duration) ReadOption { return func(o *readOptions) { o.ttl =
 func SkipL1() ReadOption { return func(o *readOptions) { o.skipL1 = true } }
 
 func applyReadOptions(opts []ReadOption) readOptions {
-	var ro readOptions
+	if len(opts) == 0 {
+		return readOptions{} // the common case, without the escape below
+	}
+	ro := new(readOptions)
 	for _, o := range opts {
 		if o != nil {
-			o(&ro)
+			o(ro)
 		}
 	}
-	return ro
+	return *ro
 }
 
 // source says where a flight found its entry.
@@ -311,14 +314,6 @@ func (c *Cache) flight(parent context.Context, key string, schema uint64, ro rea
 	// arrives later is returned but not filled.
 	ctx := context.WithoutCancel(parent)
 	started := c.opts.Clock.Now()
-	if shared {
-		fkey := c.flightKey(key)
-		abandon := time.AfterFunc(c.opts.LoadTimeout, func() {
-			c.group.Forget(fkey)
-			failpoint.Hit(ctx, failpoint.Abandoned, key)
-		})
-		defer abandon.Stop()
-	}
 
 	useL1 := c.useL1(ro.skipL1, started.UnixNano())
 	var tok fillToken
@@ -368,7 +363,16 @@ func (c *Cache) flight(parent context.Context, key string, schema uint64, ro rea
 		}
 	}
 
-	// Loader.
+	// Loader. Only it can hang (Redis calls are bounded by RedisTimeout):
+	// after LoadTimeout, new callers stop joining this flight.
+	if shared {
+		fkey := c.flightKey(key)
+		abandon := time.AfterFunc(c.opts.LoadTimeout-c.opts.Clock.Now().Sub(started), func() {
+			c.group.Forget(fkey)
+			failpoint.Hit(ctx, failpoint.Abandoned, key)
+		})
+		defer abandon.Stop()
+	}
 	failpoint.Hit(ctx, failpoint.InLoader, key)
 	payload, version, found, err := callLoader(ctx, raw)
 	c.st.loads.add(1)
