@@ -412,7 +412,7 @@ func TestBadInputData(t *testing.T) {
 	for _, tc := range []struct {
 		name  string
 		plant func() error
-		known bool // a known library issue: counted only with -torture.strict
+		known bool // a library issue found here and fixed: only logged with -torture.strict=false
 	}{
 		{"garbage", func() error { return e.rdb.Set(ctx, rk, "\x00\xffgarbage", 0).Err() }, false},
 		{"empty", func() error { return e.rdb.Set(ctx, rk, "", 0).Err() }, false},
@@ -472,9 +472,9 @@ func TestBadInputData(t *testing.T) {
 	}
 
 	// A payload that still decodes: a bit flipped in the last byte of a
-	// genuine entry (the row's version field). The envelope has no checksum,
-	// so nothing can tell it from a genuine entry. Run with -torture.strict to
-	// see what the library serves.
+	// genuine entry (the row's version field). Without the envelope's
+	// checksum nothing could tell it from a genuine entry; with it, it is a
+	// miss. -torture.strict=false only logs a wrong answer here.
 	t.Run("bit flip in the payload", func(t *testing.T) {
 		e.c.FlushLocal()
 		if err := e.rdb.Set(ctx, rk, flipped, 0).Err(); err != nil {
@@ -488,7 +488,7 @@ func TestBadInputData(t *testing.T) {
 		case *got == want:
 			t.Logf("the flipped bit was caught (or did not matter)")
 		case *strict:
-			t.Errorf("served %+v for the database's %+v: a corrupted payload that still decodes is a wrong answer (the envelope carries no checksum)", *got, want)
+			t.Errorf("served %+v for the database's %+v: a corrupted payload that still decodes is a wrong answer (the envelope's checksum must catch it)", *got, want)
 		default:
 			t.Logf("known limitation: served %+v for the database's %+v (no checksum in the envelope; -torture.strict fails here)", *got, want)
 		}
@@ -598,19 +598,19 @@ func TestBadInputData(t *testing.T) {
 	})
 }
 
-// TestCorruptPayloadNilNil reproduces a library issue: an entry with a valid
-// envelope whose payload does not decode (planted here; in production a
-// codec bug or a fingerprint collision) makes Get return a nil value and a
-// nil error (cache.Get: the zero value) when L1 is enabled, and the entry
-// is never deleted from Redis, so every later read does the same.
+// TestCorruptPayloadNilNil guards a library issue found here: an entry with
+// a valid envelope whose payload does not decode (planted here; in
+// production a codec bug or a fingerprint collision) made Get return a nil
+// value and a nil error (cache.Get: the zero value) when L1 was enabled, and
+// the entry was never deleted from Redis, so every later read did the same.
 //
-// Why: for an L2 hit, flight() hands the very bytes it read from Redis to
-// fillL1, which rewrites their expiry in place (setExpiry); decodeResult
-// then fails, and dropCorrupt deletes the Redis key only if it still holds
-// those (now modified) bytes, so it never does. get() retries once, meets
-// the same bytes, and returns what the failed decode left: (nil, nil).
-// With L1 disabled the bytes are not modified, the entry is deleted, and
-// the retry loads from the database. Run with -torture.strict.
+// Why it happened: for an L2 hit, flight() handed the very bytes it read
+// from Redis to fillL1, which rewrote their expiry in place (setExpiry);
+// decodeResult then failed, and dropCorrupt deleted the Redis key only if
+// it still held those (now modified) bytes, so it never did. get() retried
+// once, met the same bytes, and returned what the failed decode left: (nil,
+// nil). Fixed: the L1 fill gets a copy, the corrupt entry is deleted, and a
+// failed decode answers from the database without caching.
 func TestCorruptPayloadNilNil(t *testing.T) {
 	if !*strict {
 		t.Skip("-torture.strict=false")
