@@ -123,17 +123,17 @@ func decStruct(fields []field) decFn {
 				v, i, err = readVarint(b, i)
 				*(*int64)(fp) = v
 			case opInt:
-				i, err = decInt(b, i, fp, depth)
+				i, err = decSigned[int](b, i, fp, depth)
 			case opInt32:
-				i, err = decInt32(b, i, fp, depth)
+				i, err = decSigned[int32](b, i, fp, depth)
 			case opUint64:
 				var v uint64
 				v, i, err = readUvarint(b, i)
 				*(*uint64)(fp) = v
 			case opUint:
-				i, err = decUint(b, i, fp, depth)
+				i, err = decUnsigned[uint](b, i, fp, depth)
 			case opUint32:
-				i, err = decUint32(b, i, fp, depth)
+				i, err = decUnsigned[uint32](b, i, fp, depth)
 			case opBool:
 				if i < len(b) && b[i] <= 1 {
 					*(*bool)(fp) = b[i] == 1

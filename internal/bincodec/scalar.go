@@ -2,7 +2,6 @@ package bincodec
 
 import (
 	"encoding/binary"
-	"math"
 	"unsafe"
 )
 
@@ -142,141 +141,47 @@ func decUint8(b []byte, i int, p unsafe.Pointer, _ int) (int, error) {
 	return i + 1, nil
 }
 
-func encInt16(buf []byte, p unsafe.Pointer, _ int) ([]byte, error) {
-	return appendVarint(buf, int64(*(*int16)(p))), nil
+// signed is every signed integer kind coded as a zigzag varint.
+type signed interface {
+	~int16 | ~int32 | ~int64 | ~int
 }
 
-func decInt16(b []byte, i int, p unsafe.Pointer, _ int) (int, error) {
+// unsigned is every unsigned integer kind coded as a uvarint.
+type unsigned interface {
+	~uint16 | ~uint32 | ~uint64 | ~uint | ~uintptr
+}
+
+func encSigned[T signed](buf []byte, p unsafe.Pointer, _ int) ([]byte, error) {
+	return appendVarint(buf, int64(*(*T)(p))), nil
+}
+
+// decSigned decodes a T, refusing a value out of T's range.
+func decSigned[T signed](b []byte, i int, p unsafe.Pointer, _ int) (int, error) {
 	v, j, err := readVarint(b, i)
 	if err != nil {
 		return j, err
 	}
-	if v != int64(int16(v)) {
-		return j, corruptf("int16 out of range at offset %d", i)
+	if v != int64(T(v)) {
+		return j, corruptf("%T out of range at offset %d", T(0), i)
 	}
-	*(*int16)(p) = int16(v)
+	*(*T)(p) = T(v)
 	return j, nil
 }
 
-func encInt32(buf []byte, p unsafe.Pointer, _ int) ([]byte, error) {
-	return appendVarint(buf, int64(*(*int32)(p))), nil
+func encUnsigned[T unsigned](buf []byte, p unsafe.Pointer, _ int) ([]byte, error) {
+	return appendUvarint(buf, uint64(*(*T)(p))), nil
 }
 
-func decInt32(b []byte, i int, p unsafe.Pointer, _ int) (int, error) {
-	v, j, err := readVarint(b, i)
-	if err != nil {
-		return j, err
-	}
-	if v != int64(int32(v)) {
-		return j, corruptf("int32 out of range at offset %d", i)
-	}
-	*(*int32)(p) = int32(v)
-	return j, nil
-}
-
-func encInt64(buf []byte, p unsafe.Pointer, _ int) ([]byte, error) {
-	return appendVarint(buf, *(*int64)(p)), nil
-}
-
-func decInt64(b []byte, i int, p unsafe.Pointer, _ int) (int, error) {
-	v, j, err := readVarint(b, i)
-	if err != nil {
-		return j, err
-	}
-	*(*int64)(p) = v
-	return j, nil
-}
-
-func encInt(buf []byte, p unsafe.Pointer, _ int) ([]byte, error) {
-	return appendVarint(buf, int64(*(*int)(p))), nil
-}
-
-func decInt(b []byte, i int, p unsafe.Pointer, _ int) (int, error) {
-	v, j, err := readVarint(b, i)
-	if err != nil {
-		return j, err
-	}
-	if v != int64(int(v)) {
-		return j, corruptf("int out of range at offset %d", i)
-	}
-	*(*int)(p) = int(v)
-	return j, nil
-}
-
-func encUint16(buf []byte, p unsafe.Pointer, _ int) ([]byte, error) {
-	return appendUvarint(buf, uint64(*(*uint16)(p))), nil
-}
-
-func decUint16(b []byte, i int, p unsafe.Pointer, _ int) (int, error) {
+// decUnsigned decodes a T, refusing a value out of T's range.
+func decUnsigned[T unsigned](b []byte, i int, p unsafe.Pointer, _ int) (int, error) {
 	v, j, err := readUvarint(b, i)
 	if err != nil {
 		return j, err
 	}
-	if v > math.MaxUint16 {
-		return j, corruptf("uint16 out of range at offset %d", i)
+	if v != uint64(T(v)) {
+		return j, corruptf("%T out of range at offset %d", T(0), i)
 	}
-	*(*uint16)(p) = uint16(v)
-	return j, nil
-}
-
-func encUint32(buf []byte, p unsafe.Pointer, _ int) ([]byte, error) {
-	return appendUvarint(buf, uint64(*(*uint32)(p))), nil
-}
-
-func decUint32(b []byte, i int, p unsafe.Pointer, _ int) (int, error) {
-	v, j, err := readUvarint(b, i)
-	if err != nil {
-		return j, err
-	}
-	if v > math.MaxUint32 {
-		return j, corruptf("uint32 out of range at offset %d", i)
-	}
-	*(*uint32)(p) = uint32(v)
-	return j, nil
-}
-
-func encUint64(buf []byte, p unsafe.Pointer, _ int) ([]byte, error) {
-	return appendUvarint(buf, *(*uint64)(p)), nil
-}
-
-func decUint64(b []byte, i int, p unsafe.Pointer, _ int) (int, error) {
-	v, j, err := readUvarint(b, i)
-	if err != nil {
-		return j, err
-	}
-	*(*uint64)(p) = v
-	return j, nil
-}
-
-func encUint(buf []byte, p unsafe.Pointer, _ int) ([]byte, error) {
-	return appendUvarint(buf, uint64(*(*uint)(p))), nil
-}
-
-func decUint(b []byte, i int, p unsafe.Pointer, _ int) (int, error) {
-	v, j, err := readUvarint(b, i)
-	if err != nil {
-		return j, err
-	}
-	if v != uint64(uint(v)) {
-		return j, corruptf("uint out of range at offset %d", i)
-	}
-	*(*uint)(p) = uint(v)
-	return j, nil
-}
-
-func encUintptr(buf []byte, p unsafe.Pointer, _ int) ([]byte, error) {
-	return appendUvarint(buf, uint64(*(*uintptr)(p))), nil
-}
-
-func decUintptr(b []byte, i int, p unsafe.Pointer, _ int) (int, error) {
-	v, j, err := readUvarint(b, i)
-	if err != nil {
-		return j, err
-	}
-	if v != uint64(uintptr(v)) {
-		return j, corruptf("uintptr out of range at offset %d", i)
-	}
-	*(*uintptr)(p) = uintptr(v)
+	*(*T)(p) = T(v)
 	return j, nil
 }
 
