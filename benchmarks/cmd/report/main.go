@@ -150,7 +150,7 @@ func (res *results) parse(r io.Reader) error {
 	for sc.Scan() {
 		line := sc.Text()
 		if cpu, ok := strings.CutPrefix(line, "cpu: "); ok {
-			res.cpu = cpu
+			res.cpu = strings.TrimSpace(cpu)
 			continue
 		}
 		m := benchLine.FindStringSubmatch(line)
