@@ -109,8 +109,8 @@ func (b *Bus) refreshEpoch() {
 // lostEvents flushes L1: events from some origin were lost (it dropped
 // them, or they never reached Redis), so anything in L1 may be stale.
 func (b *Bus) lostEvents() {
-	b.st.gaps.Add(1)
 	b.c.FlushLocal()
+	b.st.gaps.Add(1) // after the flush: a reader of Stats who sees the gap sees its flush
 }
 
 // ping publishes a heartbeat to this instance's own channel every

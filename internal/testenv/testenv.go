@@ -267,11 +267,21 @@ func freePort(t testing.TB) int {
 // restart, a reconnect), never for ordering the library's own steps.
 func Eventually(t testing.TB, timeout time.Duration, cond func() bool, msg string, args ...any) {
 	t.Helper()
+	if !WaitFor(timeout, cond) {
+		t.Fatalf("timed out after %v: %s", timeout, fmt.Sprintf(msg, args...))
+	}
+}
+
+// WaitFor polls cond every few milliseconds until it holds or timeout
+// passes, and reports whether it held: Eventually for a caller that decides
+// itself what a timeout means.
+func WaitFor(timeout time.Duration, cond func() bool) bool {
 	deadline := time.Now().Add(timeout)
 	for !cond() {
 		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v: %s", timeout, fmt.Sprintf(msg, args...))
+			return false
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
+	return true
 }
