@@ -3,6 +3,7 @@ package cache
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"reflect"
@@ -24,6 +25,7 @@ type Cache struct {
 	l1        *l1 // nil when L1 is disabled
 	l2        *l2 // nil when there is no Redis
 	codecHash uint64
+	types     sync.Map // reflect.Type → *typeInfo
 	group     singleflight.Group
 	st        stats
 
@@ -212,7 +214,42 @@ func checkKey(key string) error {
 	return nil
 }
 
-func (c *Cache) schemaFor(t reflect.Type) uint64 { return schemaOf(t, c.codecHash) }
+// typeSchema returns the schema fingerprint of entries of type t under the
+// cache's codec, or ErrUnsupportedType if the codec reports (TypeChecker)
+// that it cannot round-trip t exactly. The answer is computed once per type.
+func (c *Cache) typeSchema(t reflect.Type) (uint64, error) {
+	if v, ok := c.types.Load(t); ok {
+		ti := v.(*typeInfo)
+		return ti.schema, ti.err
+	}
+	ti := &typeInfo{schema: schemaOf(t, c.codecHash)}
+	if tc, ok := c.opts.Codec.(TypeChecker); ok {
+		if err := tc.Check(t); err != nil {
+			ti.err = fmt.Errorf("%w: %v with codec %s: %w", ErrUnsupportedType, t, c.opts.Codec.Name(), err)
+		}
+	}
+	v, _ := c.types.LoadOrStore(t, ti)
+	ti = v.(*typeInfo)
+	return ti.schema, ti.err
+}
+
+// typeInfo is what typeSchema knows of a type.
+type typeInfo struct {
+	schema uint64
+	err    error
+}
+
+// CheckType reports whether c's codec can cache values of type T exactly:
+// nil, or an error wrapping ErrUnsupportedType that names the field and the
+// reason. Get, Load and GetMany make the same check before calling their
+// loader; call it at construction time to fail earlier.
+func CheckType[T any](c *Cache) error {
+	if c == nil {
+		return ErrNilCache
+	}
+	_, err := c.typeSchema(reflect.TypeFor[T]())
+	return err
+}
 
 // useL1 reports whether L1 may be read and filled now.
 func (c *Cache) useL1(skip bool, now int64) bool {

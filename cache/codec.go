@@ -2,6 +2,7 @@ package cache
 
 import (
 	stdjson "encoding/json"
+	"reflect"
 
 	gojson "github.com/goccy/go-json"
 
@@ -19,6 +20,14 @@ type Codec interface {
 	Name() string
 	Marshal(v any) ([]byte, error)
 	Unmarshal(data []byte, v any) error
+}
+
+// TypeChecker is implemented by a Codec that can tell, before encoding
+// anything, whether it round-trips values of a type exactly. The cache asks
+// once per type and refuses the types it rejects (ErrUnsupportedType), so a
+// lossy entry is never written.
+type TypeChecker interface {
+	Check(t reflect.Type) error
 }
 
 // Binary is the default codec: a positional binary format (package

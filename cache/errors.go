@@ -34,6 +34,14 @@ var (
 	// the caller's type. Corrupt bytes read from a tier are never returned as
 	// this error: they are a miss.
 	ErrDecode = errors.New("gormcache: cannot decode value")
+	// ErrUnsupportedType is returned by Get, Load, GetMany and CheckType for
+	// a type the cache's codec cannot round-trip exactly (a field it cannot
+	// see or restore); the loader is not called. It wraps the codec's
+	// explanation.
+	ErrUnsupportedType = errors.New("gormcache: type cannot be cached faithfully")
+	// ErrInvalidFormat is returned by LoadEncoded and GetManyEncoded for a
+	// nil Format, a nil Decode or a zero Fingerprint.
+	ErrInvalidFormat = errors.New("gormcache: invalid entry format")
 	// ErrPublisherSet is returned by SetPublisher when a publisher is already
 	// attached.
 	ErrPublisherSet = errors.New("gormcache: publisher already set")

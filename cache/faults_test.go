@@ -41,14 +41,14 @@ func TestCorruptL2BytesAreAMiss(t *testing.T) {
 			case "bad payload":
 				plant = func(ctx context.Context, rdb *redis.Client, k string) error {
 					b := appendEnvelope(nil, envelope{kind: KindValue, version: 1, epoch: c.l2.epoch.Load(),
-						schema: c.schemaFor(reflectRow), payload: []byte(`{"id":"not a number"`)})
+						schema: schemaOf(reflectRow, c.codecHash), payload: []byte(`{"id":"not a number"`)})
 					return rdb.Set(ctx, k, b, 0).Err()
 				}
 			case "bit flip": // a valid entry with one bit of its payload flipped
 				plant = func(ctx context.Context, rdb *redis.Client, k string) error {
 					p, _ := c.opts.Codec.Marshal(sampleRow(1, 1))
 					b := appendEnvelope(nil, envelope{kind: KindValue, version: 1, epoch: c.l2.epoch.Load(),
-						schema: c.schemaFor(reflectRow), payload: p})
+						schema: schemaOf(reflectRow, c.codecHash), payload: p})
 					b[len(b)-5] ^= 0x04
 					return rdb.Set(ctx, k, b, 0).Err()
 				}

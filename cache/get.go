@@ -79,55 +79,140 @@ type rawLoad func(ctx context.Context) (payload []byte, version uint64, found bo
 // whose result is then filled into both tiers unless an invalidation of key
 // happened while it ran. Concurrent misses of one key share a single load.
 //
-// The value returned is the caller's own copy. A cached or loaded absence is
-// returned as an error wrapping ErrNotFound. Corrupt or foreign bytes in
-// either tier are deleted and treated as a miss; a Redis outage is a miss
-// (after at most RedisTimeout, and then immediately while it lasts).
+// The value returned is the caller's own copy, decoded from the entry's
+// bytes on a miss as on a hit, so every path returns the same value. A
+// cached or loaded absence is returned as an error wrapping ErrNotFound.
+// Corrupt or foreign bytes in either tier are deleted and treated as a
+// miss; a Redis outage is a miss (after at most RedisTimeout, and then
+// immediately while it lasts). A type the codec cannot round-trip exactly is
+// refused before load runs (ErrUnsupportedType).
 func Get[T any](ctx context.Context, c *Cache, key string, load LoadFunc[T], opts ...ReadOption) (T, error) {
 	var zero T
 	if load == nil {
 		return zero, ErrNilLoader
 	}
-	p, err := get(ctx, c, key, load, plainLoader[T]{}, opts)
+	p, err := getTyped[T](ctx, c, key, load, plainLoader[T]{c}, opts)
 	if p == nil {
 		return zero, err
 	}
 	return *p, err
 }
 
-// loader calls a load function with its argument. get takes it as a type
-// parameter so that the call is dispatched statically: neither Get nor Load
-// allocates a closure on a hit.
-type loader[T, A any] interface {
-	load(ctx context.Context, key string, arg A) (T, uint64, error)
+// loader calls a load function with its argument and returns the entry
+// payload. get takes it as a type parameter so that the call is dispatched
+// statically: neither Get nor Load allocates a closure on a hit.
+type loader[A any] interface {
+	load(ctx context.Context, key string, arg A) (payload []byte, version uint64, found bool, err error)
 }
 
-// plainLoader calls a LoadFunc passed as the argument (Get).
-type plainLoader[T any] struct{}
+// plainLoader calls a LoadFunc passed as the argument (Get) and encodes its
+// value with the cache's codec.
+type plainLoader[T any] struct{ c *Cache }
 
-func (plainLoader[T]) load(ctx context.Context, key string, f LoadFunc[T]) (T, uint64, error) {
-	return f(ctx, key)
+func (l plainLoader[T]) load(ctx context.Context, key string, f LoadFunc[T]) ([]byte, uint64, bool, error) {
+	v, ver, err := f(ctx, key)
+	return encodeLoaded(l.c, v, ver, err)
 }
 
-// argLoader is a load function taking an argument (Load).
-type argLoader[T, A any] func(ctx context.Context, key string, arg A) (T, uint64, error)
+// argLoader is a load function taking an argument (Load), encoded with the
+// cache's codec.
+type argLoader[T, A any] struct {
+	c *Cache
+	f func(ctx context.Context, key string, arg A) (T, uint64, error)
+}
 
-func (f argLoader[T, A]) load(ctx context.Context, key string, arg A) (T, uint64, error) {
-	return f(ctx, key, arg)
+func (l argLoader[T, A]) load(ctx context.Context, key string, arg A) ([]byte, uint64, bool, error) {
+	v, ver, err := l.f(ctx, key, arg)
+	return encodeLoaded(l.c, v, ver, err)
+}
+
+// encodedLoader is a load function that returns the payload itself
+// (LoadEncoded).
+type encodedLoader[A any] func(ctx context.Context, key string, arg A) ([]byte, uint64, error)
+
+func (f encodedLoader[A]) load(ctx context.Context, key string, arg A) ([]byte, uint64, bool, error) {
+	p, ver, err := f(ctx, key, arg)
+	if err != nil {
+		if errors.Is(err, ErrNotFound) {
+			return nil, 0, false, nil
+		}
+		return nil, 0, false, err
+	}
+	return p, ver, true, nil
+}
+
+// decoder turns an entry's payload into the caller's value.
+type decoder[T any] interface {
+	decode(ctx context.Context, payload []byte, v *T) error
+}
+
+// codecDecoder decodes with the cache's codec.
+type codecDecoder[T any] struct{ c Codec }
+
+func (d codecDecoder[T]) decode(_ context.Context, b []byte, v *T) error { return d.c.Unmarshal(b, v) }
+
+// formatDecoder decodes with a Format.
+type formatDecoder[T any] struct{ f *Format[T] }
+
+func (d formatDecoder[T]) decode(ctx context.Context, b []byte, v *T) error {
+	return d.f.Decode(ctx, b, v)
 }
 
 // Load is Get for loaders that take an argument, such as a primary key: the
 // argument travels separately, so the loader can be a plain function and a
 // hit allocates nothing for it, and the value comes back as a pointer to the
-// caller's own copy (nil on error). It is what the repository package uses.
+// caller's own copy (nil on error).
 func Load[T, A any](ctx context.Context, c *Cache, key string, arg A, load func(ctx context.Context, key string, arg A) (T, uint64, error), opts ...ReadOption) (*T, error) {
 	if load == nil {
 		return nil, ErrNilLoader
 	}
-	return get(ctx, c, key, arg, argLoader[T, A](load), opts)
+	return getTyped[T](ctx, c, key, arg, argLoader[T, A]{c, load}, opts)
 }
 
-func get[T, A any, L loader[T, A]](ctx context.Context, c *Cache, key string, arg A, l L, opts []ReadOption) (*T, error) {
+// Format describes entries whose bytes are produced by the loader itself
+// rather than by the cache's codec (LoadEncoded, GetManyEncoded): the
+// repository package stores GORM rows column by column this way.
+type Format[T any] struct {
+	// Fingerprint identifies the payload layout. It is stored in every
+	// entry; an entry with another fingerprint is a miss, never decoded.
+	// It must not be 0.
+	Fingerprint uint64
+	// Decode rebuilds a value from a payload into v, which holds T's zero
+	// value. The payload is private to the call and never modified
+	// afterwards, so the value may alias it (strings, not byte slices: the
+	// caller may modify those). An error from a cached payload makes the
+	// entry a miss (it is deleted); from a fresh load it is returned,
+	// wrapped in ErrDecode.
+	Decode func(ctx context.Context, payload []byte, v *T) error
+}
+
+// LoadEncoded is Load for a loader that encodes its own payload, decoded by
+// f on a hit and on a miss alike. The loader returns an error wrapping
+// ErrNotFound for an absent key, which is then cached.
+func LoadEncoded[T, A any](ctx context.Context, c *Cache, key string, arg A, f *Format[T], load func(ctx context.Context, key string, arg A) (payload []byte, version uint64, err error), opts ...ReadOption) (*T, error) {
+	if load == nil {
+		return nil, ErrNilLoader
+	}
+	if f == nil || f.Decode == nil || f.Fingerprint == 0 {
+		return nil, fmt.Errorf("%w: nil Format, Decode or zero Fingerprint", ErrInvalidFormat)
+	}
+	return get(ctx, c, key, arg, encodedLoader[A](load), formatDecoder[T]{f}, f.Fingerprint, opts)
+}
+
+// getTyped is get with the cache's codec: the schema is the fingerprint of
+// T, and a T the codec cannot round-trip is refused before anything runs.
+func getTyped[T, A any, L loader[A]](ctx context.Context, c *Cache, key string, arg A, l L, opts []ReadOption) (*T, error) {
+	if c == nil {
+		return nil, ErrNilCache
+	}
+	schema, err := c.typeSchema(reflect.TypeFor[T]())
+	if err != nil {
+		return nil, err
+	}
+	return get(ctx, c, key, arg, l, codecDecoder[T]{c.opts.Codec}, schema, opts)
+}
+
+func get[T, A any, L loader[A], D decoder[T]](ctx context.Context, c *Cache, key string, arg A, l L, d D, schema uint64, opts []ReadOption) (*T, error) {
 	if err := c.check(key); err != nil {
 		return nil, err
 	}
@@ -135,37 +220,42 @@ func get[T, A any, L loader[T, A]](ctx context.Context, c *Cache, key string, ar
 		ctx = context.Background()
 	}
 	ro := applyReadOptions(opts)
-	schema := c.schemaFor(reflect.TypeFor[T]())
 	now := c.opts.Clock.Now().UnixNano()
 	if c.useL1(ro.skipL1, now) {
-		if v, err, ok := getL1[T](c, key, schema, now); ok {
+		if v, err, ok := getL1(ctx, c, key, d, schema, now); ok {
 			return v, err
 		}
 	}
 	raw := func(ctx context.Context) ([]byte, uint64, bool, error) {
-		v, ver, err := l.load(ctx, key, arg)
-		return encodeLoaded(c, v, ver, err)
+		return l.load(ctx, key, arg)
 	}
 	r, err := c.loadShared(ctx, key, schema, ro, raw, c.vouched(now))
 	if err != nil {
 		return nil, err
 	}
-	if v, err, ok := decodeResult[T](c, key, schema, r); ok {
+	if v, err, ok := decodeResult(ctx, c, key, d, schema, r); ok {
 		return v, err
 	}
 	// The cached bytes did not decode into T; decodeResult removed them from
 	// both tiers. Answer from the source, without caching: a later read
 	// fills again.
-	v, _, err := l.load(context.WithoutCancel(ctx), key, arg)
-	if err != nil {
+	p, _, found, err := l.load(context.WithoutCancel(ctx), key, arg)
+	switch {
+	case err != nil:
 		return nil, err
+	case !found:
+		return nil, ErrNotFound
 	}
-	return &v, nil
+	v := new(T)
+	if err := d.decode(ctx, p, v); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrDecode, err)
+	}
+	return v, nil
 }
 
 // getL1 serves key from L1. ok is false on a miss; corrupt entries are
 // removed and counted.
-func getL1[T any](c *Cache, key string, schema uint64, now int64) (v *T, err error, ok bool) {
+func getL1[T any, D decoder[T]](ctx context.Context, c *Cache, key string, d D, schema uint64, now int64) (v *T, err error, ok bool) {
 	b, found := c.l1.get(key)
 	if !found {
 		return nil, nil, false
@@ -189,7 +279,7 @@ func getL1[T any](c *Cache, key string, schema uint64, now int64) (v *T, err err
 		return nil, nil, false
 	}
 	v = new(T)
-	if err := c.opts.Codec.Unmarshal(e.payload, v); err != nil {
+	if err := d.decode(ctx, e.payload, v); err != nil {
 		c.st.decodeErrors.add(1)
 		c.l1.remove(key)
 		return nil, nil, false
@@ -200,17 +290,17 @@ func getL1[T any](c *Cache, key string, schema uint64, now int64) (v *T, err err
 
 // decodeResult turns a flight's bytes into the caller's copy of T. ok is false
 // when cached bytes failed to decode; they have been removed from both tiers.
-func decodeResult[T any](c *Cache, key string, schema uint64, r *flightResult) (v *T, err error, ok bool) {
+func decodeResult[T any, D decoder[T]](ctx context.Context, c *Cache, key string, d D, schema uint64, r *flightResult) (v *T, err error, ok bool) {
 	e, derr := decodeEnvelope(r.b)
 	if derr == nil && e.kind == KindNotFound {
 		return nil, ErrNotFound, true
 	}
 	if derr == nil && e.kind == KindValue && e.schema == schema {
 		v = new(T)
-		if err := c.opts.Codec.Unmarshal(e.payload, v); err == nil {
+		if err := d.decode(ctx, e.payload, v); err == nil {
 			return v, nil, true
 		} else if r.src == fromLoader {
-			return nil, fmt.Errorf("%w: %v", ErrDecode, err), true
+			return nil, fmt.Errorf("%w: %w", ErrDecode, err), true
 		}
 	}
 	if r.src == fromLoader { // shared with a caller of another type
