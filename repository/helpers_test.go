@@ -46,6 +46,7 @@ func newEnv(t testing.TB, mod func(*cache.Options)) env {
 	}
 	var n atomic.Int64
 	db.Callback().Query().After("gorm:query").Register("test:count", func(*gorm.DB) { n.Add(1) })
+	db.Callback().Row().After("gorm:row").Register("test:count", func(*gorm.DB) { n.Add(1) })
 	rdb := testenv.Redis(t)
 	o := cache.Options{Redis: rdb, Namespace: testenv.Namespace(t, rdb)}
 	if mod != nil {

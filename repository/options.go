@@ -19,6 +19,13 @@ type Options struct {
 	// declared unique in gorm tags (unique, uniqueIndex). The database must
 	// enforce their uniqueness.
 	UniqueColumns []string
+	// SaveAssociations makes Update save the associations loaded into the
+	// model as GORM's Save does (upserting child rows). By default Update
+	// and Updates write the model's own columns only
+	// (Omit(clause.Associations)): a row read, edited and written back
+	// never inserts or rewrites other tables' rows behind the caller's back.
+	// Create keeps GORM's behaviour and creates the associations it is given.
+	SaveAssociations bool
 	// Observe, if set, is called after every repository operation (for
 	// metrics). It must be fast and safe for concurrent use.
 	Observe func(ctx context.Context, e Event)

@@ -14,8 +14,9 @@ import (
 )
 
 // Get returns the row with primary key id: from the cache, or from the
-// database (one query however many callers miss at once), then cached.
-// A missing or soft-deleted row is ErrNotFound. The returned value is the
+// database (one query however many callers miss at once), then cached. The
+// value is what db.First(&v, id) would return (AfterFind included). A
+// missing or soft-deleted row is ErrNotFound. The returned value is the
 // caller's own: mutating it never changes the cache.
 func (r *Repository[T, ID]) Get(ctx context.Context, id ID) (*T, error) {
 	start := r.now()
@@ -25,23 +26,27 @@ func (r *Repository[T, ID]) Get(ctx context.Context, id ID) (*T, error) {
 }
 
 func (r *Repository[T, ID]) get(ctx context.Context, id ID) (*T, error) {
-	if err := checkID(id); err != nil {
+	if err := r.checkID(id); err != nil {
 		return nil, err
 	}
 	if r.tx != nil && !failpoint.Disabled(failpoint.GuardNoTxFill) {
 		return r.load(ctx, id) // uncommitted rows never meet the shared tiers
 	}
-	v, err := cache.Load(ctx, r.c, r.key(id), rowArg[T, ID]{r, id}, r.loadRow, r.readOpt...)
+	v, err := cache.LoadEncoded(ctx, r.c, r.key(id), rowArg[T, ID]{r, id}, r.format, r.loadRow, r.readOpt...)
 	if err != nil {
 		return nil, r.mapErr(err, id)
+	}
+	if err := r.afterFind(ctx, v); err != nil {
+		return nil, err
 	}
 	return v, nil
 }
 
-// load reads the row from the database.
+// load reads the row from the database with GORM (in a transaction: GORM's
+// own result, hooks included).
 func (r *Repository[T, ID]) load(ctx context.Context, id ID) (*T, error) {
 	v := new(T)
-	if err := r.conn(ctx).Where(r.pkEq(id)).Take(v).Error; err != nil {
+	if err := r.conn(ctx).Where(r.pkWhere(id)).Take(v).Error; err != nil {
 		return nil, r.mapErr(err, id)
 	}
 	return v, nil
@@ -56,10 +61,11 @@ func (r *Repository[T, ID]) mapErr(err error, id any) error {
 }
 
 // GetMany returns the rows with the given ids in the caller's order: one L1
-// pass, one Redis round trip and one "WHERE pk IN (...)" for the rest. The
-// slice has an element per id; ids that do not exist get nil and are listed
-// in a *MissingError (for which errors.Is(err, ErrNotFound) holds), returned
-// together with the rows that were found.
+// pass, one Redis round trip and one "WHERE pk IN (...)" for the rest. Each
+// row is what db.Find would return for it. The slice has an element per id;
+// ids that do not exist get nil and are listed in a *MissingError (for which
+// errors.Is(err, ErrNotFound) holds), returned together with the rows that
+// were found.
 func (r *Repository[T, ID]) GetMany(ctx context.Context, ids []ID) ([]*T, error) {
 	start := r.now()
 	out, err := r.getMany(ctx, ids)
@@ -74,43 +80,51 @@ func (r *Repository[T, ID]) getMany(ctx context.Context, ids []ID) ([]*T, error)
 	keys := make([]string, len(ids))
 	byKey := make(map[string]ID, len(ids))
 	for i, id := range ids {
-		if err := checkID(id); err != nil {
+		if err := r.checkID(id); err != nil {
 			return nil, err
 		}
 		keys[i] = r.key(id)
 		byKey[keys[i]] = id
 	}
-	var found map[string]T
+	var found map[string]*T
+	var err error
 	if r.tx != nil {
-		rows, err := r.loadMany(ctx, ids)
-		if err != nil {
-			return nil, err
-		}
-		found = make(map[string]T, len(rows))
-		for k, v := range rows {
-			found[k] = v.Value
-		}
+		found, err = r.findMany(ctx, ids)
 	} else {
-		var err error
-		found, err = cache.GetMany(ctx, r.c, keys, func(ctx context.Context, missing []string) (map[string]cache.Versioned[T], error) {
+		found, err = cache.GetManyEncoded(ctx, r.c, keys, r.format, func(ctx context.Context, missing []string) (map[string]cache.Encoded, error) {
 			mids := make([]ID, len(missing))
 			for i, k := range missing {
 				mids[i] = byKey[k]
 			}
-			return r.loadMany(ctx, mids)
+			return r.loadPayloads(ctx, mids)
 		}, r.readOpt...)
-		if err != nil {
-			return nil, err
+		if err == nil {
+			err = r.afterFindAll(ctx, found)
 		}
 	}
+	if err != nil {
+		return nil, err
+	}
 	out := make([]*T, len(ids))
+	var handed map[*T]bool // with duplicate ids: each element its own copy
+	if len(byKey) < len(ids) {
+		handed = make(map[*T]bool, len(byKey))
+	}
 	var miss []ID
 	for i, k := range keys {
-		if v, ok := found[k]; ok {
-			out[i] = &v
-		} else {
+		v, ok := found[k]
+		if !ok {
 			miss = append(miss, ids[i])
+			continue
 		}
+		if handed != nil {
+			if handed[v] {
+				cp := *v
+				v = &cp
+			}
+			handed[v] = true
+		}
+		out[i] = v
 	}
 	if len(miss) > 0 {
 		return out, &MissingError[ID]{Table: r.table, IDs: miss}
@@ -118,20 +132,28 @@ func (r *Repository[T, ID]) getMany(ctx context.Context, ids []ID) ([]*T, error)
 	return out, nil
 }
 
-// loadMany reads rows by primary key in one query, keyed by cache key.
-func (r *Repository[T, ID]) loadMany(ctx context.Context, ids []ID) (map[string]cache.Versioned[T], error) {
-	vals := make([]any, len(ids))
-	for i, id := range ids {
-		vals[i] = id
+func (r *Repository[T, ID]) afterFindAll(ctx context.Context, rows map[string]*T) error {
+	if !r.hooked {
+		return nil
 	}
+	for _, v := range rows {
+		if err := r.afterFind(ctx, v); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// findMany reads rows by primary key with GORM in the bound transaction,
+// keyed by cache key.
+func (r *Repository[T, ID]) findMany(ctx context.Context, ids []ID) (map[string]*T, error) {
 	var rows []T
-	col := clause.Column{Table: clause.CurrentTable, Name: r.pk.DBName}
-	if err := r.conn(ctx).Where(clause.IN{Column: col, Values: vals}).Find(&rows).Error; err != nil {
+	if err := r.conn(ctx).Where(r.pkIn(ids)).Find(&rows).Error; err != nil {
 		return nil, err
 	}
-	out := make(map[string]cache.Versioned[T], len(rows))
+	out := make(map[string]*T, len(rows))
 	for i := range rows {
-		out[r.key(r.idOf(ctx, &rows[i]))] = cache.Versioned[T]{Value: rows[i], Version: r.versionOf(ctx, &rows[i])}
+		out[r.key(r.idOf(ctx, &rows[i]))] = &rows[i]
 	}
 	return out, nil
 }
@@ -139,7 +161,10 @@ func (r *Repository[T, ID]) loadMany(ctx context.Context, ids []ID) (map[string]
 // GetBy returns the row whose unique column col equals value, through two
 // cached steps: value → primary key → row. The first step is checked against
 // the row it leads to, so a mapping left behind when the row's value changed
-// is detected and reloaded, never served.
+// is detected and reloaded, never served. col must be the primary key (of a
+// single-column key) or have a single-column unique constraint (or be listed
+// in Options.UniqueColumns); any other column is ErrNotUnique, and so is a
+// lookup that finds two rows.
 func (r *Repository[T, ID]) GetBy(ctx context.Context, col string, value any) (*T, error) {
 	start := r.now()
 	v, err := r.getBy(ctx, col, value)
@@ -152,30 +177,33 @@ func (r *Repository[T, ID]) getBy(ctx context.Context, col string, value any) (*
 	if f == nil || f.DBName == "" {
 		return nil, fmt.Errorf("%w: %s has no column %q", ErrUnknownColumn, r.table, col)
 	}
-	if r.uniques[f.DBName] == nil {
-		return nil, fmt.Errorf("%w: %s.%s", ErrNotUnique, r.table, f.DBName)
-	}
 	if value == nil {
 		return nil, fmt.Errorf("%w: nil value for %s.%s", ErrInvalidArgument, r.table, f.DBName)
 	}
+	if f.PrimaryKey && !r.keys.composite() {
+		id, ok := value.(ID)
+		if !ok {
+			rv := reflect.ValueOf(value)
+			if !rv.Type().ConvertibleTo(reflect.TypeFor[ID]()) {
+				return nil, fmt.Errorf("%w: %T value for %s.%s, a %v", ErrInvalidArgument, value, r.table, f.DBName, reflect.TypeFor[ID]())
+			}
+			id = rv.Convert(reflect.TypeFor[ID]()).Interface().(ID)
+		}
+		return r.get(ctx, id)
+	}
+	if r.uniques[f.DBName] == nil {
+		return nil, fmt.Errorf("%w: %s.%s (only the primary key and single-column unique constraints)", ErrNotUnique, r.table, f.DBName)
+	}
 	where := clause.Eq{Column: clause.Column{Table: clause.CurrentTable, Name: f.DBName}, Value: value}
 	if r.tx != nil {
-		v := new(T)
-		if err := r.conn(ctx).Where(where).Take(v).Error; err != nil {
-			return nil, r.mapErr(err, value)
-		}
-		return v, nil
+		return r.takeUnique(ctx, r.conn(ctx), where, value, f.DBName)
 	}
 	key := r.uniqueKey(f.DBName, value)
 	want := formatKey(value)
 	for attempt := 0; attempt < 2; attempt++ {
 		id, err := cache.Get(ctx, r.c, key, func(ctx context.Context, _ string) (ID, uint64, error) {
-			v := new(T)
-			if err := r.db.WithContext(ctx).Where(where).Take(v).Error; err != nil {
-				var zero ID
-				return zero, 0, err
-			}
-			return r.idOf(ctx, v), 0, nil // the mapping is unversioned: stamped on invalidation
+			id, err := r.lookupID(ctx, where, f.DBName)
+			return id, 0, err // the mapping is unversioned: stamped on invalidation
 		}, r.readOpt...)
 		if err != nil {
 			return nil, r.mapErr(err, value)
@@ -195,9 +223,41 @@ func (r *Repository[T, ID]) getBy(ctx context.Context, col string, value any) (*
 	}
 	// Two stale mappings in a row: concurrent writes keep moving the value.
 	// Answer from the database without caching.
-	v := new(T)
-	if err := r.db.WithContext(ctx).Where(where).Take(v).Error; err != nil {
-		return nil, r.mapErr(err, value)
+	return r.takeUnique(ctx, r.db.WithContext(ctx), where, value, f.DBName)
+}
+
+// lookupID returns the primary key of the row matching where, ErrNotFound if
+// none does, and ErrNotUnique if two do.
+func (r *Repository[T, ID]) lookupID(ctx context.Context, where clause.Expression, col string) (ID, error) {
+	var zero ID
+	var rows []T
+	pks := make([]string, len(r.keys.pks))
+	for i, f := range r.keys.pks {
+		pks[i] = f.DBName
 	}
-	return v, nil
+	if err := r.db.WithContext(ctx).Select(pks).Where(where).Limit(2).Find(&rows).Error; err != nil {
+		return zero, err
+	}
+	switch len(rows) {
+	case 0:
+		return zero, cache.ErrNotFound
+	case 1:
+		return r.idOf(ctx, &rows[0]), nil
+	}
+	return zero, fmt.Errorf("%w: two rows of %s have this %s", ErrNotUnique, r.table, col)
+}
+
+// takeUnique reads the row matching where with GORM, refusing a second match.
+func (r *Repository[T, ID]) takeUnique(ctx context.Context, db *gorm.DB, where clause.Expression, value any, col string) (*T, error) {
+	var rows []T
+	if err := db.Where(where).Limit(2).Find(&rows).Error; err != nil {
+		return nil, err
+	}
+	switch len(rows) {
+	case 0:
+		return nil, r.mapErr(gorm.ErrRecordNotFound, value)
+	case 1:
+		return &rows[0], nil
+	}
+	return nil, fmt.Errorf("%w: two rows of %s have this %s", ErrNotUnique, r.table, col)
 }

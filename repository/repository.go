@@ -4,21 +4,22 @@ import (
 	"context"
 	"fmt"
 	"reflect"
-	"strconv"
 	"strings"
 	"time"
 
 	"gorm.io/gorm"
-	"gorm.io/gorm/clause"
 	"gorm.io/gorm/schema"
 
 	"github.com/gormcache/gormcache/cache"
+	"github.com/gormcache/gormcache/internal/rowcodec"
 )
 
 // Repository is a cached, versioned repository of rows of model T with
-// primary key type ID. Reads go L1 → Redis → PostgreSQL (one query per key
-// per process on a miss storm); writes go to the database and, after they
-// commit, invalidate both tiers with the row's new version.
+// primary key type ID (the key field's type, or for a composite primary key
+// a struct of the key fields). Reads go L1 → Redis → PostgreSQL (one query
+// per key per process on a miss storm) and return what GORM's db.First (or
+// db.Find) would return for the row; writes go to the database and, after
+// they commit, invalidate both tiers with the row's new version.
 //
 // A Repository is safe for concurrent use by many goroutines sharing one
 // *gorm.DB. WithTx returns a copy bound to a transaction.
@@ -29,36 +30,41 @@ type Repository[T any, ID comparable] struct {
 	sch     *schema.Schema
 	table   string
 	ns      string
-	pk      *schema.Field
+	keys    *keyPlan
 	ver     *schema.Field // nil when the model has no Version column
 	uniques map[string]*schema.Field
 	omit    []string // columns a whole-row Update leaves alone
 	readOpt []cache.ReadOption
-	tx      *Tx // non-nil for a transaction-bound copy
-
-	// loadRow is the cache loader, created once: with the repository in
-	// its argument, a hit allocates no closure.
-	loadRow func(ctx context.Context, key string, a rowArg[T, ID]) (T, uint64, error)
+	rows    *rowcodec.Plan   // how rows are stored in the cache
+	format  *cache.Format[T] // rows.Decode, for the cache
+	hooked  bool             // T has AfterFind
+	tx      *Tx              // non-nil for a transaction-bound copy
+	loadRow func(ctx context.Context, key string, a rowArg[T, ID]) ([]byte, uint64, error)
 }
 
-// rowArg is what the cache loader of a row needs.
+// rowArg is what the cache loader of a row needs. With the repository in its
+// argument, a hit allocates no closure.
 type rowArg[T any, ID comparable] struct {
 	r  *Repository[T, ID]
 	id ID
 }
 
-func loadRowArg[T any, ID comparable](ctx context.Context, _ string, a rowArg[T, ID]) (T, uint64, error) {
-	p, err := a.r.load(ctx, a.id)
-	if err != nil {
-		var zero T
-		return zero, 0, err
-	}
-	return *p, a.r.versionOf(ctx, p), nil
+func loadRowArg[T any, ID comparable](ctx context.Context, _ string, a rowArg[T, ID]) ([]byte, uint64, error) {
+	return a.r.loadPayload(ctx, a.id)
 }
 
 // New returns a repository of T over db (the shared connection, not a
-// transaction) and c. T must be a struct model with a single primary key
-// of type ID.
+// transaction) and c. T must be a struct model with a primary key; ID is the
+// key field's type or, for a composite primary key, a struct with one
+// exported field per key field, of the same name and type:
+//
+//	type Membership struct {
+//		OrgID  uint `gorm:"primaryKey"`
+//		UserID uint `gorm:"primaryKey"`
+//		Role   string
+//	}
+//	type MembershipKey struct{ OrgID, UserID uint }
+//	members, err := repository.New[Membership, MembershipKey](db, c, repository.Options{})
 func New[T any, ID comparable](db *gorm.DB, c *cache.Cache, opts Options) (*Repository[T, ID], error) {
 	if db == nil || c == nil {
 		return nil, fmt.Errorf("%w: nil *gorm.DB or *cache.Cache", ErrInvalidArgument)
@@ -75,31 +81,28 @@ func New[T any, ID comparable](db *gorm.DB, c *cache.Cache, opts Options) (*Repo
 		return nil, fmt.Errorf("%w: %v", ErrUnsupportedModel, err)
 	}
 	sch := stmt.Schema
-	if len(sch.PrimaryFields) != 1 {
-		return nil, fmt.Errorf("%w: %s has %d primary key fields; one is required", ErrUnsupportedModel, sch.Name, len(sch.PrimaryFields))
+	keys, err := newKeyPlan(sch, reflect.TypeFor[ID]())
+	if err != nil {
+		return nil, err
 	}
-	r := &Repository[T, ID]{db: db, c: c, opts: opts, sch: sch, table: sch.Table, pk: sch.PrimaryFields[0], uniques: map[string]*schema.Field{},
+	plan, err := rowcodec.Compile(sch)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrUnsupportedModel, err)
+	}
+	r := &Repository[T, ID]{db: db, c: c, opts: opts, sch: sch, table: sch.Table, keys: keys, rows: plan,
 		loadRow: loadRowArg[T, ID]}
-	if it := reflect.TypeFor[ID](); r.pk.FieldType != it {
-		return nil, fmt.Errorf("%w: primary key %s.%s is %v, not %v", ErrUnsupportedModel, sch.Name, r.pk.Name, r.pk.FieldType, it)
-	}
+	r.format = &cache.Format[T]{Fingerprint: plan.Fingerprint(), Decode: r.decodeRow}
+	_, r.hooked = any(new(T)).(afterFinder)
 	for _, f := range sch.Fields {
 		if f.FieldType == reflect.TypeFor[Version]() && f.DBName != "" {
 			r.ver = f
-		}
-		if f.DBName != "" && (f.Unique || hasTag(f, "UNIQUEINDEX")) && !f.PrimaryKey {
-			r.uniques[f.DBName] = f
 		}
 		if f.AutoCreateTime != 0 || f.PrimaryKey {
 			r.omit = append(r.omit, f.DBName)
 		}
 	}
-	for _, col := range opts.UniqueColumns {
-		f := sch.LookUpField(col)
-		if f == nil || f.DBName == "" {
-			return nil, fmt.Errorf("%w: UniqueColumns: %s has no column %q", ErrUnknownColumn, sch.Name, col)
-		}
-		r.uniques[f.DBName] = f
+	if r.uniques, err = uniqueColumns(sch, opts.UniqueColumns); err != nil {
+		return nil, err
 	}
 	r.ns = opts.Namespace
 	if r.ns == "" {
@@ -117,9 +120,34 @@ func New[T any, ID comparable](db *gorm.DB, c *cache.Cache, opts Options) (*Repo
 	return r, nil
 }
 
-func hasTag(f *schema.Field, name string) bool {
-	_, ok := f.TagSettings[name]
-	return ok
+// uniqueColumns returns the columns GetBy may look rows up by: those with a
+// single-column unique constraint (tag unique, or a uniqueIndex no other
+// field shares, without a WHERE or an expression), and extra, which the
+// caller vouches for. A column that is only part of a composite unique index
+// is not unique by itself.
+func uniqueColumns(sch *schema.Schema, extra []string) (map[string]*schema.Field, error) {
+	out := map[string]*schema.Field{}
+	for _, f := range sch.Fields {
+		if f.DBName != "" && f.Unique && !f.PrimaryKey {
+			out[f.DBName] = f
+		}
+	}
+	for _, idx := range sch.ParseIndexes() {
+		if idx.Class != "UNIQUE" || len(idx.Fields) != 1 || idx.Where != "" {
+			continue
+		}
+		if f := idx.Fields[0]; f.Field != nil && f.Expression == "" && f.DBName != "" && !f.PrimaryKey {
+			out[f.DBName] = f.Field
+		}
+	}
+	for _, col := range extra {
+		f := sch.LookUpField(col)
+		if f == nil || f.DBName == "" {
+			return nil, fmt.Errorf("%w: UniqueColumns: %s has no column %q", ErrUnknownColumn, sch.Name, col)
+		}
+		out[f.DBName] = f
+	}
+	return out, nil
 }
 
 // isTxBound reports whether db runs inside a transaction.
@@ -159,95 +187,6 @@ func (r *Repository[T, ID]) conn(ctx context.Context) *gorm.DB {
 		return r.tx.db.WithContext(ctx)
 	}
 	return r.db.WithContext(ctx)
-}
-
-// key is the cache key of the row with primary key id. Integer ids, the
-// common case, are formatted without boxing: one allocation, the key.
-func (r *Repository[T, ID]) key(id ID) string {
-	var buf [20]byte
-	switch x := any(id).(type) {
-	case int64:
-		return r.ns + ":" + string(strconv.AppendInt(buf[:0], x, 10))
-	case uint64:
-		return r.ns + ":" + string(strconv.AppendUint(buf[:0], x, 10))
-	case uint:
-		return r.ns + ":" + string(strconv.AppendUint(buf[:0], uint64(x), 10))
-	case int:
-		return r.ns + ":" + string(strconv.AppendInt(buf[:0], int64(x), 10))
-	case uint32:
-		return r.ns + ":" + string(strconv.AppendUint(buf[:0], uint64(x), 10))
-	case int32:
-		return r.ns + ":" + string(strconv.AppendInt(buf[:0], int64(x), 10))
-	}
-	return r.ns + ":" + formatKey(id)
-}
-
-// uniqueKey is the cache key mapping a unique column's value to an id.
-func (r *Repository[T, ID]) uniqueKey(col string, v any) string {
-	return r.ns + ":" + col + "=" + formatKey(v)
-}
-
-// formatKey renders an id or column value for use in a key: integers in
-// decimal, strings escaped so they cannot form a Redis hash tag.
-func formatKey(v any) string {
-	switch x := v.(type) {
-	case string:
-		return escapeKey(x)
-	case int:
-		return strconv.FormatInt(int64(x), 10)
-	case int64:
-		return strconv.FormatInt(x, 10)
-	case int32:
-		return strconv.FormatInt(int64(x), 10)
-	case uint:
-		return strconv.FormatUint(uint64(x), 10)
-	case uint64:
-		return strconv.FormatUint(x, 10)
-	case uint32:
-		return strconv.FormatUint(uint64(x), 10)
-	case fmt.Stringer:
-		return escapeKey(x.String())
-	}
-	rv := reflect.ValueOf(v)
-	switch rv.Kind() {
-	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
-		return strconv.FormatInt(rv.Int(), 10)
-	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
-		return strconv.FormatUint(rv.Uint(), 10)
-	case reflect.String:
-		return escapeKey(rv.String())
-	}
-	return escapeKey(fmt.Sprint(v))
-}
-
-var keyEscaper = strings.NewReplacer("%", "%25", "{", "%7B", "}", "%7D")
-
-func escapeKey(s string) string {
-	if !strings.ContainsAny(s, "%{}") {
-		return s
-	}
-	return keyEscaper.Replace(s)
-}
-
-// checkID refuses the zero ID.
-func checkID[ID comparable](id ID) error {
-	var zero ID
-	if id == zero {
-		return fmt.Errorf("%w: zero %T", ErrInvalidID, id)
-	}
-	return nil
-}
-
-// pkEq is "<table>.<pk> = id".
-func (r *Repository[T, ID]) pkEq(id any) clause.Expression {
-	return clause.Eq{Column: clause.Column{Table: clause.CurrentTable, Name: r.pk.DBName}, Value: id}
-}
-
-// idOf returns the primary key of v.
-func (r *Repository[T, ID]) idOf(ctx context.Context, v *T) ID {
-	x, _ := r.pk.ValueOf(ctx, reflect.ValueOf(v).Elem())
-	id, _ := x.(ID)
-	return id
 }
 
 // versionOf returns v's Version (0 for unversioned models).

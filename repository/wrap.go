@@ -61,6 +61,9 @@ func Wrap[K comparable, V any](c *cache.Cache, namespace string, fn func(context
 			return errors.Is(err, gorm.ErrRecordNotFound) || errors.Is(err, sql.ErrNoRows) || errors.Is(err, ErrNotFound)
 		}
 	}
+	if err := cache.CheckType[V](c); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrUnsupportedModel, err)
+	}
 	w := &Cached[K, V]{c: c, ns: namespace, fn: fn, opts: opts}
 	if opts.TTL > 0 {
 		w.readOpt = append(w.readOpt, cache.WithTTL(opts.TTL))
@@ -71,6 +74,15 @@ func Wrap[K comparable, V any](c *cache.Cache, namespace string, fn func(context
 	return w, nil
 }
 
+// checkZero refuses the zero key.
+func checkZero[K comparable](k K) error {
+	var zero K
+	if k == zero {
+		return fmt.Errorf("%w: zero %T", ErrInvalidID, k)
+	}
+	return nil
+}
+
 // Key returns the cache key of k.
 func (w *Cached[K, V]) Key(k K) string { return w.ns + ":" + formatKey(k) }
 
@@ -78,7 +90,7 @@ func (w *Cached[K, V]) Key(k K) string { return w.ns + ":" + formatKey(k) }
 // possible. A not-found result is returned as an error for which
 // errors.Is(err, ErrNotFound) and errors.Is(err, gorm.ErrRecordNotFound) hold.
 func (w *Cached[K, V]) Get(ctx context.Context, k K) (V, error) {
-	if err := checkID(k); err != nil {
+	if err := checkZero(k); err != nil {
 		var zero V
 		return zero, err
 	}
@@ -111,7 +123,7 @@ func (w *Cached[K, V]) Invalidate(ctx context.Context, k K) error {
 // InvalidateVersion retires the cached value of k, recording that the write
 // committed at version (0: stamp a generation, as for unversioned values).
 func (w *Cached[K, V]) InvalidateVersion(ctx context.Context, k K, version uint64) error {
-	if err := checkID(k); err != nil {
+	if err := checkZero(k); err != nil {
 		return err
 	}
 	return w.c.Invalidate(ctx, w.Key(k), version)

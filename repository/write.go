@@ -35,7 +35,9 @@ func (r *Repository[T, ID]) create(ctx context.Context, v *T) error {
 	return r.afterWrite(ctx, v, r.versionOf(ctx, v), nil)
 }
 
-// Update writes every column of v (but its primary key and creation time).
+// Update writes every column of v (but its primary key and creation time),
+// and nothing else: loaded associations are left alone unless
+// Options.SaveAssociations asks for GORM's upsert of them.
 // For a versioned model it runs "... SET ..., version = version+1 WHERE pk =
 // ? AND version = ?" and, if no row matched, returns ErrConflict and changes
 // and invalidates nothing; on success v.Version is the new version. An
@@ -68,7 +70,7 @@ func (r *Repository[T, ID]) update(ctx context.Context, v *T, fields map[string]
 	if v == nil {
 		return ErrNilModel
 	}
-	if err := checkID(r.idOf(ctx, v)); err != nil {
+	if err := r.checkID(r.idOf(ctx, v)); err != nil {
 		return err
 	}
 	var changed []string // unique columns whose value may have changed
@@ -92,6 +94,9 @@ func (r *Repository[T, ID]) update(ctx context.Context, v *T, fields map[string]
 		assign = m
 	} else {
 		db = db.Select("*").Omit(r.omit...)
+		if !r.opts.SaveAssociations {
+			db = db.Omit(clause.Associations)
+		}
 		for col := range r.uniques {
 			changed = append(changed, col)
 		}
@@ -147,7 +152,7 @@ func (r *Repository[T, ID]) delete(ctx context.Context, v *T) error {
 		return ErrNilModel
 	}
 	id := r.idOf(ctx, v)
-	if err := checkID(id); err != nil {
+	if err := r.checkID(id); err != nil {
 		return err
 	}
 	db := r.conn(ctx)
@@ -192,7 +197,7 @@ func (r *Repository[T, ID]) Invalidate(ctx context.Context, id ID) error {
 }
 
 func (r *Repository[T, ID]) invalidateID(ctx context.Context, id ID) error {
-	if err := checkID(id); err != nil {
+	if err := r.checkID(id); err != nil {
 		return err
 	}
 	v, err := r.load(ctx, id)
