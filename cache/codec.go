@@ -39,13 +39,28 @@ type TypeChecker interface {
 //
 // A positional format is safe here only because every entry carries the
 // fingerprint of its Go type: bytes written for another shape of the type are
-// a miss, never decoded. It encodes what a JSON codec would (exported fields,
-// `json:"-"` skipped, marshaler methods honoured) but not for other
-// languages: choose GoJSON to read entries with redis-cli or from elsewhere.
+// a miss, never decoded.
+//
+// It is exact or it refuses: a decoded value is reflect.DeepEqual to the one
+// encoded (time.Time keeps its instant and location, losing only the
+// monotonic reading; nil and empty slices and maps stay distinct), every
+// exported field is kept whatever its tags (`json:"-"` too), and a type it
+// cannot restore is refused with ErrUnsupportedType before the loader runs:
+// unexported fields (unless the type has MarshalBinary/UnmarshalBinary,
+// MarshalText/UnmarshalText or MarshalJSON/UnmarshalJSON, through which it
+// then round-trips as well as those methods do), interface-typed fields,
+// channels and functions. It is not for other languages: choose GoJSON to
+// read entries with redis-cli or from elsewhere (with JSON's semantics).
+//
+// GORM models read through a repository do not use the codec at all (see
+// package repository: rows are stored column by column).
 type Binary struct{}
 
 // Name implements Codec.
-func (Binary) Name() string { return "bin1" }
+func (Binary) Name() string { return "bin2" }
+
+// Check implements TypeChecker.
+func (Binary) Check(t reflect.Type) error { return bincodec.Check(t) }
 
 // Marshal implements Codec.
 func (Binary) Marshal(v any) ([]byte, error) { return bincodec.Marshal(v) }

@@ -149,11 +149,13 @@ type decoder[T any] interface {
 // codecDecoder decodes with the cache's codec.
 type codecDecoder[T any] struct{ c Codec }
 
+//lint:ignore U1000 called through the decoder constraint of get
 func (d codecDecoder[T]) decode(_ context.Context, b []byte, v *T) error { return d.c.Unmarshal(b, v) }
 
 // formatDecoder decodes with a Format.
 type formatDecoder[T any] struct{ f *Format[T] }
 
+//lint:ignore U1000 called through the decoder constraint of get
 func (d formatDecoder[T]) decode(ctx context.Context, b []byte, v *T) error {
 	return d.f.Decode(ctx, b, v)
 }

@@ -256,8 +256,13 @@ func TestBadInput(t *testing.T) {
 		{"invalidate empty key", func() error { return c.Invalidate(ctx, "", 1) }, ErrInvalidKey},
 		{"invalidate huge version", func() error { return c.Invalidate(ctx, "k", 1<<60) }, ErrInvalidVersion},
 		{"invalidate nil cache", func() error { var n *Cache; return n.Invalidate(ctx, "k", 1) }, ErrNilCache},
-		{"unencodable value", func() error {
+		{"unencodable type", func() error {
 			_, err := Get(ctx, c, "ch", func(context.Context, string) (chan int, uint64, error) { return make(chan int), 1, nil })
+			return err
+		}, ErrUnsupportedType},
+		{"unencodable value", func() error { // a cycle: the type is fine, this value is not
+			type node struct{ Next *node }
+			_, err := Get(ctx, c, "cyc", func(context.Context, string) (node, uint64, error) { n := &node{}; n.Next = n; return *n, 1, nil })
 			return err
 		}, ErrEncode},
 	} {

@@ -49,7 +49,7 @@ func TestOptionsValidation(t *testing.T) {
 		t.Fatalf("zero Options: %v", err)
 	}
 	defer c.Close()
-	if c.opts.L1TTL != DefaultL1TTL || c.opts.Namespace != DefaultNamespace || c.opts.Codec.Name() != "bin1" {
+	if c.opts.L1TTL != DefaultL1TTL || c.opts.Namespace != DefaultNamespace || c.opts.Codec.Name() != "bin2" {
 		t.Fatalf("defaults not applied: %+v", c.opts)
 	}
 }

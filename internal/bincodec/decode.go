@@ -16,9 +16,10 @@ import (
 // entries with a fingerprint of the type). Every encoded part of the target
 // is overwritten and pointers, slices and maps are freshly allocated, never
 // reused. Malformed input yields an error wrapping ErrCorrupt, never a panic;
-// trailing bytes after the value are an error too. A target of interface
-// type (*any, *error, ...) is ErrUnsupported: Marshal only sees the dynamic
-// type of its argument, so the bytes cannot be decoded without it.
+// trailing bytes after the value are an error too. A type the codec refuses
+// (see Check) is ErrUnsupported, and so is a target of interface type (*any,
+// *error, ...): Marshal only sees the dynamic type of its argument, so the
+// bytes cannot be decoded without it.
 func Unmarshal(data []byte, v any) error {
 	rv := reflect.ValueOf(v)
 	if rv.Kind() != reflect.Pointer || rv.IsNil() {
@@ -52,11 +53,9 @@ func decTopFor(t reflect.Type) (*decTop, error) {
 		bt = bt.Elem()
 		top.elems = append(top.elems, bt)
 	}
-	if bt.Kind() == reflect.Interface {
-		// Marshal only ever sees the dynamic type of its argument, so an
-		// encoding never describes an interface type at the top level.
-		return nil, unsupportedf("Unmarshal into %s: the target must have the concrete type that was marshaled, not an interface type", t)
-	}
+	// An interface type bt (Unmarshal into *any) is refused by planFor:
+	// Marshal only ever sees the dynamic type of its argument, so the target
+	// must have that concrete type.
 	base, err := planFor(bt)
 	if err != nil {
 		return nil, err
@@ -271,7 +270,6 @@ func decArray(n int, elem *plan) decFn {
 
 func decMap(t reflect.Type, key, val *plan) decFn {
 	kt, vt := t.Key(), t.Elem()
-	ifaceKey := kt.Kind() == reflect.Interface
 	return func(b []byte, i int, p unsafe.Pointer, depth int) (int, error) {
 		v, j, err := readUvarint(b, i)
 		if err != nil {
@@ -307,9 +305,6 @@ func decMap(t reflect.Type, key, val *plan) decFn {
 				} else {
 					if j, err = key.dec(b, j, kp, depth+1); err != nil {
 						return j, err
-					}
-					if ifaceKey && !kv.IsNil() && !kv.Elem().Comparable() {
-						return j, corruptf("unhashable %s key in %s at offset %d", kv.Elem().Type(), t, j)
 					}
 					if j, err = val.dec(b, j, vp, depth+1); err != nil {
 						return j, err

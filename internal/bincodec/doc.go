@@ -8,9 +8,10 @@
 // stores every entry with a fingerprint of T's structure (field names, types,
 // tags, embedding, computed elsewhere) and treats a mismatch as a miss, so a
 // decoder never sees bytes written for another type. Within that contract the
-// codec never returns a silently wrong value: Unmarshal(Marshal(v)) equals v
-// (see the exceptions below), and bytes that are not a valid encoding of the
-// target type (truncated, random, trailing garbage) yield ErrCorrupt, never a
+// codec never returns a silently wrong value: Unmarshal(Marshal(v)) is
+// reflect.DeepEqual to v (see the exceptions below) or the type is refused
+// with ErrUnsupported, and bytes that are not a valid encoding of the target
+// type (truncated, random, trailing garbage) yield ErrCorrupt, never a
 // panic, and never an allocation that the input length does not justify.
 //
 // # Format
@@ -31,9 +32,11 @@
 //   - map: like a slice, then key/value pairs in iteration order;
 //   - pointer: a presence byte (0/1), then the pointee;
 //   - struct: its encoded fields in declaration order, nothing else;
-//   - time.Time: a length byte, then time's own binary format;
-//   - types with marshaler methods: uvarint length, the method's bytes;
-//   - interface values: uvarint length (0: nil), JSON text.
+//   - time.Time: the Unix seconds (zigzag varint), the nanoseconds (uvarint,
+//     below 1e9), a location byte (0: UTC, 1: time.Local, 2: other), and for
+//     2 the zone's name (uvarint length, bytes) and its offset in seconds at
+//     that instant (zigzag varint); see time.go;
+//   - types with marshaler methods: uvarint length, the method's bytes.
 //
 // Marshal follows top-level pointers (Marshal(x) == Marshal(&x)), and
 // Unmarshal allocates them (decoding into **T works), so a cache of T and a
@@ -41,32 +44,45 @@
 //
 // # Which encoding a type gets
 //
+// Every type is either round-tripped exactly or refused, with an error
+// wrapping ErrUnsupported that names the offending field path and why, when
+// its plan is compiled: on first use by Marshal or Unmarshal, or earlier by
+// Check. Nothing is dropped in silence.
+//
 // Named types are encoded by their underlying kind unless they encode
 // themselves. For a type T the method set of *T decides, in this order:
 //
-//  1. encoding.BinaryMarshaler + BinaryUnmarshaler (time.Time, netip.Addr);
+//  1. encoding.BinaryMarshaler + BinaryUnmarshaler (netip.Addr, ...);
 //  2. a struct whose fields are all exported is encoded structurally, even if
 //     it has JSON or text marshalers: gorm.DeletedAt, sql.NullString and the
 //     like take the fast path;
 //  3. encoding.TextMarshaler + TextUnmarshaler;
 //  4. json.Marshaler + json.Unmarshaler (the method's bytes, verbatim);
-//  5. structural, except that a struct type defined as time.Time (type
-//     MyTime time.Time, which has none of time.Time's methods and would
-//     encode nothing) uses time.Time's format.
+//  5. structural, except that time.Time and struct types defined as
+//     time.Time (type MyTime time.Time, which has none of time.Time's
+//     methods) have their own exact format.
 //
 // Marshaler methods promoted from an embedded field are ignored (they would
 // drop the outer struct's other fields); see marshaler.go. Structural
-// encoding of a struct covers its exported fields, embedded ones included
-// (recursively, as a nested value), skipping fields tagged `json:"-"`, plus
-// unexported embedded fields of struct or pointer-to-struct type, whose
-// exported fields encoding/json promotes. Other unexported fields are not
-// encoded, exactly as with a JSON codec: they decode as zero. Interface-typed values are encoded
-// as JSON with github.com/goccy/go-json and decoded with it, with a JSON
-// codec's semantics (an `any` holding an int comes back as a float64);
-// non-nil values in non-empty interface types cannot be decoded from JSON and
-// are rejected by Marshal. Channels, functions and unsafe pointers are
-// ErrUnsupported, as is a pointer/slice/map nesting deeper than 1000 levels
-// (which is how a cycle is detected).
+// encoding of a struct covers every exported field, embedded ones included
+// (recursively, as a nested value), whatever its tags: fields tagged
+// `json:"-"` are encoded too, since this is a cache codec and not JSON. It
+// also covers unexported embedded fields of struct or pointer-to-struct type.
+// Any other unexported field, which the codec could not restore, refuses the
+// struct type (and every type containing it) unless the type encodes itself
+// through marshaler methods (rules 1, 3 and 4): give a type with private
+// state MarshalBinary/UnmarshalBinary to cache it. A sync.Mutex field is
+// therefore refused, as intended; an unexported field of size zero holds no
+// state and is ignored.
+//
+// Interface types (any, error, fmt.Stringer, ...), as fields, elements,
+// map keys or values, or the Unmarshal target, are refused: the encoding is
+// positional and carries no dynamic type, so an interface value could not
+// come back as it was. Use a concrete type, or the cache's GoJSON codec for
+// JSON-shaped data. Channels, functions and unsafe pointers are refused too.
+// Marshal also refuses values (not types) whose pointer/slice/map nesting is
+// deeper than 1000 levels (which is how a cycle is detected), and values
+// whose marshaler methods fail.
 //
 // # Zero-copy strings
 //
@@ -78,14 +94,18 @@
 //
 // # Exceptions to exact round trips
 //
-// They are those of any codec built on the same methods: time.Time loses its
-// monotonic reading and the name of a zone other than UTC and Local;
-// unexported fields are not encoded; interface values get JSON semantics;
-// self-encoding types round-trip as well as their methods do. In addition,
-// top-level pointers are flattened: Marshal of a **T whose *T is nil decodes
-// as a nil **T. Unmarshal into an interface-typed target (*any) is
-// ErrUnsupported, since Marshal only sees the dynamic type. A pointer chain,
-// or slices and maps, nested deeper than 1000 levels cannot be encoded.
+// For every supported type, Unmarshal(Marshal(v)) is reflect.DeepEqual to v
+// with these exceptions only:
+//
+//   - time.Time loses its monotonic clock reading: a value comes back as
+//     t.Round(0) (time.Local means the decoding process's local zone, and a
+//     zone other than UTC and Local is found again by name as described in
+//     time.go);
+//   - self-encoding types (rules 1, 3 and 4 above) round-trip as well as
+//     their methods do, which the codec cannot check: that is the type's own
+//     contract;
+//   - top-level pointers are flattened: Marshal of a **T whose *T is nil
+//     decodes as a nil **T.
 //
 // # Performance
 //
@@ -93,5 +113,6 @@
 // reflect.Type) of encode/decode functions working on unsafe pointers, with
 // field offsets precomputed and the common field shapes (strings, integers,
 // floats, bools, time.Time, []string, []byte) handled inline. Decoding a
-// typical GORM row allocates only for its slices, maps and pointers.
+// typical GORM row allocates only for its slices, maps and pointers (a
+// time.Time in UTC or Local never allocates).
 package bincodec

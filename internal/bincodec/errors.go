@@ -6,11 +6,16 @@ import (
 )
 
 var (
-	// ErrUnsupported reports a type or value the codec cannot encode or
-	// decode: channels, functions, unsafe pointers, non-nil values in
-	// non-empty interface types, pointer structures nested deeper than the
-	// depth limit (cycles), or a bad Unmarshal target. Errors returned by this
-	// package for these cases satisfy errors.Is(err, ErrUnsupported).
+	// ErrUnsupported reports a type or value the codec cannot round-trip
+	// exactly, and so refuses rather than return a different value later.
+	// Types (refused when their plan is compiled, on first use or by Check):
+	// channels, functions, unsafe pointers, interface types, and structs
+	// with unexported fields that they do not encode themselves through
+	// marshaler methods. Values (refused by Marshal): pointer structures
+	// nested deeper than the depth limit (cycles), maps modified during
+	// Marshal, and marshaler methods that fail. A bad Unmarshal target is
+	// ErrUnsupported too. Errors returned by this package for these cases
+	// satisfy errors.Is(err, ErrUnsupported).
 	ErrUnsupported = errors.New("gormcache: bincodec: unsupported type or value")
 
 	// ErrCorrupt reports input that is not a valid encoding of the target

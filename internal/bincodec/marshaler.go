@@ -20,7 +20,15 @@ import (
 // The bytes of a method are stored length-prefixed, verbatim (JSON from
 // MarshalJSON is not re-validated or compacted), and handed back to the
 // matching Unmarshal method, which by the contracts of those interfaces must
-// copy what it keeps. When the encoder implements the Append variant
+// copy what it keeps.
+//
+// A self-encoding type round-trips exactly as well as its methods do, and
+// the codec cannot check that: it is the type's own contract. This is how a
+// type with unexported state (which structural encoding refuses) is made
+// cacheable, and it is the one place where the codec takes a type's word
+// for exactness. Methods that drop state (a MarshalText that rounds, a
+// MarshalJSON that omits a field, json.RawMessage turning nil into "null")
+// produce values that differ from the originals. When the encoder implements the Append variant
 // (encoding.BinaryAppender, encoding.TextAppender) it is used to avoid an
 // allocation.
 //

@@ -7,13 +7,12 @@ import (
 	"unsafe"
 )
 
-// maxDepth bounds the nesting of pointers, slices, maps and interface values,
-// on encode (a cycle fails with ErrUnsupported instead of recursing forever)
+// maxDepth bounds the nesting of pointers, slices and maps, on encode (a cycle fails with ErrUnsupported instead of recursing forever)
 // and on decode (deeply nested garbage fails with ErrCorrupt).
 const maxDepth = 1000
 
 // encFn appends the encoding of the value at p to buf. depth counts the
-// pointer/slice/map/interface levels above the value.
+// pointer/slice/map levels above the value.
 type encFn func(buf []byte, p unsafe.Pointer, depth int) ([]byte, error)
 
 // decFn decodes the value at b[i:] into the (typed, writable) memory at p and
@@ -83,14 +82,16 @@ type field struct {
 var plans sync.Map
 
 // planFor returns the plan of t, compiling and caching it (and the plans of
-// the types it contains) on first use.
+// the types it contains) on first use. A type that cannot be encoded is
+// cached too, with its error, so the refusal costs one map look-up after the
+// first.
 func planFor(t reflect.Type) (*plan, error) {
 	if v, ok := plans.Load(t); ok {
 		p := v.(*plan)
 		return p, p.err
 	}
 	c := compiler{building: map[reflect.Type]*plan{}}
-	if _, err := c.compile(t, ""); err != nil {
+	if _, err := c.compile(t, t.String()); err != nil {
 		v, _ := plans.LoadOrStore(t, &plan{typ: t, err: err})
 		p := v.(*plan)
 		return p, p.err
@@ -103,21 +104,45 @@ func planFor(t reflect.Type) (*plan, error) {
 	return p, p.err
 }
 
+// Check reports whether the codec supports values of type t: it compiles
+// (and caches) the plan of t, encoding nothing, and returns the error that
+// Marshal of a t and Unmarshal into a *t would return for the type, or nil.
+// Pointers are followed as Marshal follows them, so Check(T) and Check(*T)
+// agree. The error satisfies errors.Is(err, ErrUnsupported) and names the
+// offending field path and the reason.
+//
+// A nil error means every value of t round-trips exactly (see the package
+// documentation for the exceptions) except values that Marshal refuses on
+// their own: cycles and nesting deeper than the depth limit, and values
+// whose marshaler methods fail.
+func Check(t reflect.Type) error {
+	if t == nil {
+		return unsupportedf("Check of a nil reflect.Type")
+	}
+	_, err := decTopFor(reflect.PointerTo(t))
+	return err
+}
+
 // compiler builds the plans of a type graph. building holds the plans
 // created by this compilation, complete or not; a recursive type finds its
 // own (incomplete) plan there and refers to it, which is safe because the
 // plan is only called once complete.
+//
+// path names the value being compiled from the root type down, for error
+// messages: "pkg.Order.Lines[].Price.cents". The root is the type's name;
+// fields append ".Name", slice and array elements "[]", map keys and values
+// "[key]" and "[value]"; pointers add nothing.
 type compiler struct {
 	building map[reflect.Type]*plan
 }
 
 func (c *compiler) compile(t reflect.Type, path string) (*plan, error) {
 	if v, ok := plans.Load(t); ok {
-		p := v.(*plan)
-		if p.err != nil {
-			return nil, p.err
+		if p := v.(*plan); p.err == nil {
+			return p, nil
 		}
-		return p, nil
+		// A cached refusal names the path from another root: compile again
+		// to name this one (refusals are compiled once per root type).
 	}
 	if p, ok := c.building[t]; ok {
 		return p, nil
@@ -163,13 +188,14 @@ func (c *compiler) build(p *plan, path string) error {
 	t := p.typ
 	switch t.Kind() {
 	case reflect.Chan, reflect.Func, reflect.UnsafePointer, reflect.Invalid:
-		if path != "" {
-			return unsupportedf("type %s (at %s)", t, path)
-		}
-		return unsupportedf("type %s", t)
+		return unsupportedf("%s: values of kind %s cannot be encoded", describe(t, path), t.Kind())
 	case reflect.Interface:
-		buildInterface(p)
-		return nil
+		// An interface value's dynamic type is not in the encoding (it is
+		// positional and carries no type), so it could not be decoded; a
+		// JSON fallback would change it (an int held in an any comes back
+		// as a float64). Refuse the type, not just non-nil values.
+		return unsupportedf("%s: values of interface type cannot be restored, the encoding carries no dynamic type; "+
+			"use a concrete type, or the cache's GoJSON codec for JSON-shaped data", describe(t, path))
 	case reflect.Pointer:
 		return c.buildPointer(p, path)
 	}
@@ -274,26 +300,34 @@ func (c *compiler) buildMap(p *plan, path string) error {
 }
 
 // buildStruct encodes, in declaration order:
-//   - exported fields, embedded or not, not tagged `json:"-"`;
-//   - unexported embedded fields of struct or pointer-to-struct type, whose
-//     exported fields encoding/json promotes. (encoding/json cannot decode
-//     into a nil embedded pointer to an unexported struct and fails; writing
-//     through unsafe pointers, this codec can, so it round-trips them.)
+//   - every exported field, embedded or not, whatever its tags (`json:"-"`
+//     included: this is a cache codec, the value must come back whole);
+//   - unexported embedded fields of struct or pointer-to-struct type (their
+//     exported fields are promoted, and writing through unsafe pointers the
+//     codec can restore them, nil embedded pointers included).
 //
-// Other unexported fields are skipped: they keep their zero value (or, when
-// decoding into an existing value, whatever they held).
+// Any other unexported field refuses the type (ErrUnsupported, naming the
+// field): the codec could not restore it, and a value that comes back with a
+// field silently zeroed is exactly what the codec must never return. A type
+// with such fields can still be cached by giving it marshaler methods (see
+// marshaler.go), which take precedence over this function. The one exception
+// is an unexported field of size zero (a `_ [0]func()` that makes a struct
+// non-comparable, a struct{} marker): it holds no state, so nothing is lost
+// by not encoding it.
 func (c *compiler) buildStruct(p *plan, path string) error {
 	t := p.typ
 	var fields []field
 	for i := range t.NumField() {
 		sf := t.Field(i)
-		if sf.Tag.Get("json") == "-" {
-			continue
-		}
 		if !sf.IsExported() && !(sf.Anonymous && isStructOrPtrToStruct(sf.Type)) {
-			continue
+			if sf.Type.Size() == 0 {
+				continue
+			}
+			return unsupportedf("field %s.%s%s is unexported: the codec cannot restore it; "+
+				"export it, or give %s MarshalBinary/UnmarshalBinary methods",
+				path, sf.Name, inType(t, path), t)
 		}
-		fp, err := c.compile(sf.Type, joinPath(path, t, sf.Name))
+		fp, err := c.compile(sf.Type, path+"."+sf.Name)
 		if err != nil {
 			return err
 		}
@@ -316,11 +350,21 @@ func isStructOrPtrToStruct(t reflect.Type) bool {
 	return t.Kind() == reflect.Struct
 }
 
-func joinPath(path string, t reflect.Type, name string) string {
-	if path == "" {
-		return t.String() + "." + name
+// describe names type t at path for an error message: "type T" at the
+// root, "P (type T)" below it.
+func describe(t reflect.Type, path string) string {
+	if path == t.String() {
+		return "type " + path
 	}
-	return path + "." + name
+	return path + " (type " + t.String() + ")"
+}
+
+// inType is " (in T)" when path does not start at struct type t itself.
+func inType(t reflect.Type, path string) string {
+	if path == t.String() {
+		return ""
+	}
+	return " (in " + t.String() + ")"
 }
 
 func satAdd(a, b int) int {
