@@ -10,6 +10,43 @@
 //		return users.WithTx(tx).Update(ctx, u) // invalidated after COMMIT
 //	})
 //
+// # Faithful rows
+//
+// Every read returns what GORM itself would read for the row at that
+// version: Get and GetBy what db.First(&v, id) returns, GetMany what
+// db.Find(&vs, ids) returns, reflect.DeepEqual field for field, on a miss,
+// an L1 hit and a Redis hit alike, whatever the process time zone. The
+// cache does not serialize the struct: an entry holds each column as the
+// database driver returned it (nil, bool, int64, float64, string, []byte or
+// time.Time, with its location), and a hit is rebuilt through GORM's own
+// schema, as GORM's Scan builds a model from a result row (the field's scan
+// value, database/sql's conversion, the field's setter, so Scanner types,
+// serializers, embedded structs and JSON columns behave exactly as in GORM);
+// then the model's AfterFind hook runs, as after a query. So `json:"-"`
+// columns, Scanner types with unexported state and fields set by AfterFind
+// survive, and Get → edit one field → Update changes exactly that column.
+// An entry is keyed by the model's columns, not its Go type: a deploy that
+// adds a `gorm:"-"` field or a method keeps hitting the entries written
+// before it.
+//
+// Reads run GORM's Row callbacks ("SELECT * FROM <table> WHERE ..." with
+// the model's query clauses such as soft delete), not its Query callbacks: a
+// plugin that scopes queries must register on both, as dbresolver does.
+// Inside a transaction (WithTx) reads are plain GORM queries.
+//
+// Refused, with an error naming the reason: a model GORM cannot parse, one
+// without a primary key, an ID type that does not match the key (for a
+// composite key, ID must be a struct with one field per key field, same
+// names and types), GetBy on a column that is neither the primary key nor
+// covered by a single-column unique constraint (a column that is only part
+// of a composite unique index is not unique), and a GetBy that finds two
+// rows (ErrNotUnique). A driver value of another kind than database/sql's
+// fails the read and is never cached.
+//
+// Writes touch the model's own table only: Update and Updates omit
+// associations (GORM's Save would upsert the child rows loaded into the
+// model) unless Options.SaveAssociations is set.
+//
 // # Versioned and unversioned models
 //
 // A model with a Version column gets optimistic locking, and every cached

@@ -275,12 +275,18 @@ func TestUpdateLeavesAssociations(t *testing.T) {
 	}
 }
 
-// TestCacheCodecRefusesLossyTypes: cache.Get with the default codec refuses,
-// before loading, a type it could not restore.
+// TestWrapRefusesLossyTypes: Wrap and cache.Get with the default codec
+// refuse, before loading, a type the codec could not restore.
 func TestWrapRefusesLossyTypes(t *testing.T) {
 	e := newEnv(t, nil)
 	_, err := Wrap(e.c, "acct-by-name", func(ctx context.Context, name string) (*acct, error) { return nil, nil }, WrapOptions[*acct]{})
-	if !errors.Is(err, cache.ErrUnsupportedType) {
-		t.Skipf("the codec accepts acct (%v); covered once the codec refuses unexported state", err)
+	if !errors.Is(err, cache.ErrUnsupportedType) || !errors.Is(err, ErrUnsupportedModel) {
+		t.Fatalf("Wrap of a type with unexported state and an interface field: %v, want ErrUnsupportedType", err)
+	}
+	if _, err := cache.Get(context.Background(), e.c, "k", func(context.Context, string) (acct, uint64, error) {
+		t.Fatal("the loader ran for a type the codec refuses")
+		return acct{}, 0, nil
+	}); !errors.Is(err, cache.ErrUnsupportedType) {
+		t.Fatalf("cache.Get: %v, want ErrUnsupportedType", err)
 	}
 }

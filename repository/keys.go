@@ -130,10 +130,13 @@ func formatKey(v any) string {
 	return escapeKey(fmt.Sprint(v))
 }
 
-var keyEscaper = strings.NewReplacer("%", "%25", "{", "%7B", "}", "%7D")
+// keyEscaper keeps values from forming a Redis hash tag ('{', '}') and
+// from containing '=', which separates a unique column from its value in the
+// mapping keys ("<ns>:<col>=<value>"): a row key never collides with one.
+var keyEscaper = strings.NewReplacer("%", "%25", "{", "%7B", "}", "%7D", "=", "%3D")
 
 func escapeKey(s string) string {
-	if !strings.ContainsAny(s, "%{}") {
+	if !strings.ContainsAny(s, "%{}=") {
 		return s
 	}
 	return keyEscaper.Replace(s)

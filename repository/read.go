@@ -106,7 +106,7 @@ func (r *Repository[T, ID]) getMany(ctx context.Context, ids []ID) ([]*T, error)
 		return nil, err
 	}
 	out := make([]*T, len(ids))
-	var handed map[*T]bool // with duplicate ids: each element its own copy
+	var handed map[*T]bool // with duplicate ids: each element is its own value
 	if len(byKey) < len(ids) {
 		handed = make(map[*T]bool, len(byKey))
 	}
@@ -117,11 +117,11 @@ func (r *Repository[T, ID]) getMany(ctx context.Context, ids []ID) ([]*T, error)
 			miss = append(miss, ids[i])
 			continue
 		}
-		if handed != nil {
-			if handed[v] {
-				cp := *v
-				v = &cp
+		if handed[v] { // read again: a shallow copy would share slices, maps and pointees
+			if v, err = r.get(ctx, ids[i]); err != nil {
+				return nil, err
 			}
+		} else if handed != nil {
 			handed[v] = true
 		}
 		out[i] = v
