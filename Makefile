@@ -11,20 +11,24 @@ BENCHCOUNT ?= 6
 ## Packages run one at a time (-p 1): the fault tests check staleness bounds against the wall clock,
 ## and on two cores the torture package's instance processes would otherwise starve the
 ## heartbeats of the invalidation tests running beside them.
+## internal/fidelity is its own module (its test-only dependencies stay out of the library's go.mod).
 test: services vet
 	$(GO) test -race -count=1 -p 1 -timeout 30m ./...
+	cd internal/fidelity && $(GO) test -race -count=1 -timeout 10m ./...
 
 services:
 	bash .ci/services.sh
 
 vet:
 	$(GO) vet ./...
+	cd internal/fidelity && $(GO) vet ./...
 
 ## lint: gofmt, go vet and staticcheck.
 lint: vet
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@v0.7.0 ./...
 	cd benchmarks && $(GO) vet ./... && $(GO) run honnef.co/go/tools/cmd/staticcheck@v0.7.0 ./...
+	cd internal/fidelity && $(GO) run honnef.co/go/tools/cmd/staticcheck@v0.7.0 ./...
 
 ## bench-cache: the library's own benchmarks (cache, repository, propagation); medians with benchstat.
 ## Rounds are interleaved (every benchmark once per round), so that a pair compared in the README
