@@ -141,7 +141,7 @@ func BenchmarkL2Hit(b *testing.B) {
 // up), so it measures the whole read-through: local miss, Redis miss, the
 // SELECT, and filling both tiers.
 func BenchmarkMiss(b *testing.B) {
-	forEach(b, noBin, func(b *testing.B, e *env, c contestant) {
+	forEach(b, allContestants, func(b *testing.B, e *env, c contestant) {
 		g := acquire(b, e, c, 1, nil)
 		inst, ctx := g.insts[0], context.Background()
 		before := snapshot()
@@ -176,7 +176,7 @@ const stampedeReaders = 1000
 // them at once on one cold row, and times until all have it. dbq/stampede
 // is the number of SELECTs each stampede cost.
 func BenchmarkStampede(b *testing.B) {
-	forEach(b, noBin, func(b *testing.B, e *env, c contestant) {
+	forEach(b, allContestants, func(b *testing.B, e *env, c contestant) {
 		g := acquire(b, e, c, 1, nil)
 		inst, ctx := g.insts[0], context.Background()
 		before := snapshot()
@@ -302,7 +302,7 @@ func BenchmarkMixed(b *testing.B) {
 // writes go through the first, reads through the second, so only the
 // library's cross-instance invalidation keeps the reader fresh.
 func BenchmarkMixedTwoInstances(b *testing.B) {
-	forEach(b, mixedTwoContestants, func(b *testing.B, e *env, c contestant) {
+	forEach(b, mixedContestants, func(b *testing.B, e *env, c contestant) {
 		g := acquire(b, e, c, 2, warmMixed(e, c))
 		mixed(b, c, g, g.insts[0], g.insts[1])
 	})

@@ -57,29 +57,23 @@ type contestant struct {
 	batchFill bool
 }
 
-// contestants in the order they appear in every benchmark. The codec
-// variant ("-bin") appears only where decoding matters, the write variant
-// ("-lww") only in the mixed workloads (see README).
+// contestants in the order they appear in every benchmark. The write
+// variant ("-lww") appears only in the mixed workloads (see README).
 var (
 	cRaw        = contestant{name: "raw-gorm", note: "no cache: db.Take / IN query", open: openRaw, many: true}
-	cGCFull     = contestant{name: "gormcache-full", note: "L1 bigcache + Redis + invalidation bus, msgpack codec", open: openGormcache(true, codecMsgpack), many: true, batchFill: true}
-	cGCFullBin  = contestant{name: "gormcache-full-bin", note: "same, with gormcache's default Binary codec", open: openGormcache(true, codecBinary), many: true, batchFill: true}
+	cGCFull     = contestant{name: "gormcache-full", note: "L1 bigcache + Redis + invalidation bus; rows stored column by column, rebuilt as db.First would", open: openGormcache(true), many: true, batchFill: true}
 	cGCFullLWW  = contestant{name: "gormcache-full-lww", note: "gormcache-full with blind writes + cache.Invalidate (the peers' write semantics)", open: openGormcacheLWW, many: true, batchFill: true}
-	cGCL2       = contestant{name: "gormcache-l2", note: "Redis only (L1MaxBytes: -1), msgpack codec", open: openGormcache(false, codecMsgpack), many: true, batchFill: true}
+	cGCL2       = contestant{name: "gormcache-l2", note: "Redis only (L1MaxBytes: -1)", open: openGormcache(false), many: true, batchFill: true}
 	cJetcache   = contestant{name: "jetcache-go", note: "FreeCache + Redis, syncLocal over pub/sub, msgpack+s2", open: openJetcache, many: true, batchFill: true}
 	cGocache    = contestant{name: "gocache", note: "loadable(chain(bigcache, Redis)) + marshaler, msgpack", open: openGocache}
 	cGoRedis    = contestant{name: "go-redis-cache", note: "TinyLFU + Redis, msgpack+s2", open: openGoRedisCache}
 	cRocks      = contestant{name: "rockscache", note: "Redis only, weak consistency (default), msgpack", open: openRockscache, many: true, batchFill: true}
 	cGormCaches = contestant{name: "gorm-caches", note: "GORM plugin, Redis cacher of its README, easer on, JSON", open: openGormCaches, many: true}
 
-	allContestants = []contestant{cRaw, cGCFull, cGCFullBin, cGCL2, cJetcache, cGocache, cGoRedis, cRocks, cGormCaches}
-	// noBin is every contestant but the codec variant.
-	noBin = []contestant{cRaw, cGCFull, cGCL2, cJetcache, cGocache, cGoRedis, cRocks, cGormCaches}
+	allContestants = []contestant{cRaw, cGCFull, cGCL2, cJetcache, cGocache, cGoRedis, cRocks, cGormCaches}
 	// mixedContestants adds, for the mixed workloads, gormcache with the
 	// peers' write semantics (see lwwInstance).
-	mixedContestants = []contestant{cRaw, cGCFull, cGCFullBin, cGCFullLWW, cGCL2, cJetcache, cGocache, cGoRedis, cRocks, cGormCaches}
-	// mixedTwoContestants is mixedContestants without the codec variant.
-	mixedTwoContestants = []contestant{cRaw, cGCFull, cGCFullLWW, cGCL2, cJetcache, cGocache, cGoRedis, cRocks, cGormCaches}
+	mixedContestants = []contestant{cRaw, cGCFull, cGCFullLWW, cGCL2, cJetcache, cGocache, cGoRedis, cRocks, cGormCaches}
 )
 
 // rowKey is the cache key of row id used by every peer: "<ns>:row:<id>".

@@ -8,28 +8,10 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
-	"github.com/vmihailenco/msgpack/v5"
 
 	"github.com/gormcache/gormcache/cache"
 	"github.com/gormcache/gormcache/invalidation"
 	"github.com/gormcache/gormcache/repository"
-)
-
-// msgpackCodec is github.com/vmihailenco/msgpack/v5, the codec of the peers
-// (jetcache-go, go-redis/cache and gocache use it by default), for the
-// gormcache contestants that are compared codec for codec.
-type msgpackCodec struct{}
-
-func (msgpackCodec) Name() string                    { return "msgpack" }
-func (msgpackCodec) Marshal(v any) ([]byte, error)   { return msgpack.Marshal(v) }
-func (msgpackCodec) Unmarshal(b []byte, v any) error { return msgpack.Unmarshal(b, v) }
-
-// codecChoice names the codec a gormcache contestant is configured with.
-type codecChoice int
-
-const (
-	codecMsgpack codecChoice = iota // msgpackCodec, as the peers
-	codecBinary                     // cache.Binary, the library's default
 )
 
 // gcRepoNS is the repository namespace: keys are "rows:<id>".
@@ -44,18 +26,13 @@ type gormcacheInstance struct {
 
 // openGormcache returns the opener of gormcache with L1 and the bus (full)
 // or Redis only. Every other option is the library's default: L1 64 MiB,
-// L1 TTL 1 min, L2 TTL 10 min.
-func openGormcache(full bool, codec codecChoice) func(e *env, ns string) (instance, error) {
+// L1 TTL 1 min, L2 TTL 10 min. The repository stores rows column by column
+// whatever the cache's codec (which only serves cache.Get of other values).
+func openGormcache(full bool) func(e *env, ns string) (instance, error) {
 	return func(e *env, ns string) (instance, error) {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		opts := cache.Options{Namespace: ns, L1TTL: localTTL, L2TTL: remoteTTL}
-		switch codec {
-		case codecMsgpack:
-			opts.Codec = msgpackCodec{}
-		case codecBinary:
-			opts.Codec = cache.Binary{}
-		}
 		if !full {
 			opts.L1MaxBytes = -1
 		}
@@ -125,7 +102,7 @@ type lwwInstance struct {
 }
 
 func openGormcacheLWW(e *env, ns string) (instance, error) {
-	inst, err := openGormcache(true, codecMsgpack)(e, ns)
+	inst, err := openGormcache(true)(e, ns)
 	if err != nil {
 		return nil, err
 	}
