@@ -117,3 +117,34 @@ func ExampleWrap() {
 	// Ada
 	// true
 }
+
+// Membership has a composite primary key; its ID type is a struct with one
+// field per key field.
+type Membership struct {
+	OrgID  uint `gorm:"primaryKey;autoIncrement:false"`
+	UserID uint `gorm:"primaryKey;autoIncrement:false"`
+	Role   string
+	repository.Version
+}
+
+type MembershipKey struct{ OrgID, UserID uint }
+
+func ExampleNew_compositeKey() {
+	db, c, done := open()
+	defer done()
+	ctx := context.Background()
+	db.AutoMigrate(&Membership{})
+
+	members, err := repository.New[Membership, MembershipKey](db, c, repository.Options{})
+	if err != nil {
+		panic(err)
+	}
+	members.Create(ctx, &Membership{OrgID: 1, UserID: 7, Role: "admin"})
+	m, _ := members.Get(ctx, MembershipKey{OrgID: 1, UserID: 7})
+	fmt.Println(m.Role)
+	_, err = members.Get(ctx, MembershipKey{OrgID: 1}) // every key part must be set
+	fmt.Println(errors.Is(err, repository.ErrInvalidID))
+	// Output:
+	// admin
+	// true
+}

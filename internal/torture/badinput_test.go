@@ -210,7 +210,7 @@ func TestBadInputErrors(t *testing.T) {
 			_, err := cache.Get(ctx, e.c, "panics", func(context.Context, string) (int, uint64, error) { panic("boom") })
 			return err
 		}},
-		{"cache.Get value the codec cannot encode", cache.ErrEncode, func() error {
+		{"cache.Get value the codec cannot encode", cache.ErrUnsupportedType, func() error {
 			_, err := cache.Get(ctx, e.c, "unencodable", func(context.Context, string) (struct{ F func() }, uint64, error) {
 				return struct{ F func() }{func() {}}, 1, nil
 			})
@@ -528,9 +528,10 @@ func TestBadInputData(t *testing.T) {
 	})
 
 	t.Run("schema change", func(t *testing.T) {
-		// The same table and namespace, two shapes of the struct: a deploy
-		// that reordered fields (which a positional codec would decode
-		// wrongly) and one that added a field.
+		// The same table and namespace, three shapes of the struct: a deploy
+		// that reordered fields and one that added a `gorm:"-"` field share
+		// the entries (rows are stored by column), one that maps fewer
+		// columns has its own (a schema mismatch, never a wrong decode).
 		type rowReordered struct {
 			ID    int64 `gorm:"primaryKey"`
 			Note  string
@@ -561,6 +562,15 @@ func TestBadInputData(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		type rowFewer struct {
+			ID    int64 `gorm:"primaryKey"`
+			Token int64
+			repository.Version
+		}
+		fewer, err := repository.New[rowFewer, int64](same, e.c, repository.Options{Namespace: RowNamespace})
+		if err != nil {
+			t.Fatal(err)
+		}
 		want := e.truth(t, 3)
 		before := e.c.Stats().SchemaMismatches
 		for round := 0; round < 2; round++ {
@@ -577,8 +587,15 @@ func TestBadInputData(t *testing.T) {
 			}
 			e.c.Settle()
 		}
+		if n := e.c.Stats().SchemaMismatches; n != before {
+			t.Errorf("%d schema mismatches between shapes with the same columns", n-before)
+		}
+		f, err := fewer.Get(ctx, 3)
+		if err != nil || f.ID != want.ID || f.Token != want.Token || f.Version != want.Version {
+			t.Fatalf("shape with fewer columns: %+v, %v; database %+v", f, err, want)
+		}
 		if e.c.Stats().SchemaMismatches == before {
-			t.Errorf("no schema mismatch counted")
+			t.Errorf("a shape with other columns read another shape's entry without a schema mismatch")
 		}
 	})
 
