@@ -20,6 +20,7 @@ type breaker struct {
 	open     atomic.Int64 // unix nanoseconds until which calls are refused; 0 = closed
 	probing  atomic.Bool  // a half-open probe is in flight
 	trips    atomic.Uint64
+	onChange func(down bool) // told of every trip and recovery; may be nil
 }
 
 // allow reports whether a call may go to Redis.
@@ -42,7 +43,9 @@ func (b *breaker) success() {
 		b.failures.Store(0)
 	}
 	if b.open.Load() != 0 {
-		b.open.Store(0)
+		if b.open.Swap(0) != 0 && b.onChange != nil {
+			b.onChange(false)
+		}
 		b.probing.Store(false)
 	}
 }
@@ -52,6 +55,9 @@ func (b *breaker) failure() {
 	if n >= breakerThreshold || b.probing.Load() {
 		if b.open.Swap(b.clock.Now().Add(b.retry).UnixNano()) == 0 {
 			b.trips.Add(1)
+			if b.onChange != nil {
+				b.onChange(true)
+			}
 		}
 		b.probing.Store(false)
 	}

@@ -2,6 +2,9 @@ package cache
 
 import (
 	"context"
+	crand "crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"math"
@@ -56,19 +59,31 @@ type Cache struct {
 	fills     sync.WaitGroup // background Redis fills in flight; Close waits
 	pending   atomic.Int64   // background Redis fills in flight, for Settle
 
+	srv      server   // the Redis server's identity (server.go)
+	sus      suspects // keys not read from Redis until confirmed (suspect.go)
+	tokenPfx string   // random, this cache's lease tokens start with it
+	tokenSeq atomic.Uint64
+
 	closed    atomic.Bool
 	closeOnce sync.Once
-	stop      chan struct{} // closed by Close
-	kick      chan struct{} // wakes the maintenance loop early (buffered, 1)
-	done      chan struct{} // closed when the maintenance loop returns
+	stop      chan struct{}  // closed by Close
+	kick      chan struct{}  // wakes the maintenance loop early (buffered, 1)
+	bg        sync.WaitGroup // the maintenance and server-check loops
 }
 
 // Invalidation names a key and the version a committed write gave it. A zero
 // Version means "unversioned": the cache stamps the tombstone with a version
 // newer than anything stored (see Invalidate).
+//
+// Retire is for a write made around the library, whose version may not have
+// moved (plain GORM, SQL) or may have gone back (a row deleted and inserted
+// again): every cached entry of the key is retired whatever its version, and
+// fills from loads that begin afterwards are accepted from Version (0: any)
+// on.
 type Invalidation struct {
 	Key     string
 	Version uint64
+	Retire  bool
 }
 
 // Publisher receives every invalidation this Cache applied, after both tiers
@@ -79,11 +94,23 @@ type Publisher interface {
 	Publish(ctx context.Context, invs []Invalidation)
 }
 
+// UnconfirmedPublisher is implemented by a Publisher that can tell other
+// instances that this instance committed writes to invs but Redis did not
+// confirm their invalidation (yet): they evict the keys from L1 and stop
+// reading them from Redis until a later Publish of the same keys from this
+// instance confirms them, or the namespace epoch moves.
+type UnconfirmedPublisher interface {
+	PublishUnconfirmed(ctx context.Context, invs []Invalidation)
+}
+
 type pubHolder struct{ p Publisher }
 
 // maxVersion is the largest version Invalidate accepts: versions stay exact
 // in the Lua number type used to stamp unversioned tombstones.
 const maxVersion = 1<<53 - 1
+
+// maxTime is a deadline that never passes.
+const maxTime = math.MaxInt64
 
 // New validates opts, applies defaults and returns a ready Cache. If Redis
 // does not answer, New still succeeds: the cache serves from L1 and the
@@ -93,13 +120,15 @@ func New(ctx context.Context, opts Options) (*Cache, error) {
 	if err := o.validate(); err != nil {
 		return nil, err
 	}
+	var rnd [8]byte
+	_, _ = crand.Read(rnd[:])
 	c := &Cache{
 		opts:      o,
 		codecHash: hashString("codec:" + o.Codec.Name()),
 		stop:      make(chan struct{}),
 		kick:      make(chan struct{}, 1),
 		fillSlots: make(chan struct{}, maxAsyncFills),
-		done:      make(chan struct{}),
+		tokenPfx:  hex.EncodeToString(rnd[:]),
 	}
 	c.localUntil.Store(math.MaxInt64)
 	if o.L1MaxBytes > 0 {
@@ -113,12 +142,19 @@ func New(ctx context.Context, opts Options) (*Cache, error) {
 		c.l2 = &l2{rdb: o.Redis, ns: o.Namespace, prefix: o.Namespace + ":{", timeout: o.RedisTimeout, errors: &c.st.redisErrors,
 			epochTTL: 2 * max(o.L2TTL, o.TombstoneTTL, o.NotFoundTTL, o.L1TTL)}
 		c.l2.br.clock, c.l2.br.retry = o.Clock, o.RedisRetryAfter
-		if n, err := c.l2.readEpoch(ctx, false); err == nil {
-			c.l2.setEpoch(n)
+		c.l2.br.onChange = func(down bool) {
+			if down {
+				o.Logger.Warn("gormcache: Redis marked down; reads go to the source", "namespace", o.Namespace, "retry", o.RedisRetryAfter)
+			} else {
+				o.Logger.Info("gormcache: Redis answers again", "namespace", o.Namespace)
+			}
 		}
+		cctx, cancel := context.WithTimeout(ctx, o.RedisTimeout)
+		_ = c.checkServer(cctx) // the first incarnation check adopts the epoch
+		cancel()
+		c.bg.Add(2)
 		go c.maintain()
-	} else {
-		close(c.done)
+		go c.watchServer()
 	}
 	return c, nil
 }
@@ -126,6 +162,13 @@ func New(ctx context.Context, opts Options) (*Cache, error) {
 // Close stops the cache's goroutines and releases L1. It does not close the
 // Redis client, which belongs to the caller. Close is idempotent; operations
 // after it return ErrClosed.
+//
+// If some invalidation never reached Redis, Close first bumps the namespace
+// epoch (which retires every entry written before it), within WriteTimeout;
+// when that fails too it returns an error wrapping
+// ErrInvalidationUnconfirmed: other instances may then serve what that
+// invalidation should have retired until the entries' TTL (see README, "The
+// guarantee").
 func (c *Cache) Close() error {
 	if c == nil {
 		return nil
@@ -137,13 +180,37 @@ func (c *Cache) Close() error {
 		c.fillsOff = true
 		c.fillGate.Unlock()
 		c.fills.Wait()
+		err = c.flushPendingBump()
 		close(c.stop)
-		<-c.done
+		c.bg.Wait()
 		if c.l1 != nil {
-			err = c.l1.close()
+			err = errors.Join(err, c.l1.close())
 		}
 	})
 	return err
+}
+
+// flushPendingBump bumps the epoch if an invalidation that missed Redis is
+// not covered by a bump yet.
+func (c *Cache) flushPendingBump() error {
+	p := c.pendingBump.Load()
+	if c.l2 == nil || p == c.bumpCovered.Load() {
+		return nil
+	}
+	deadline := time.Now().Add(c.opts.WriteTimeout)
+	var err error
+	for time.Now().Before(deadline) {
+		ctx, cancel := context.WithDeadline(context.Background(), deadline)
+		err = c.refreshEpoch(ctx, true)
+		cancel()
+		if err == nil {
+			c.bumpCovered.Store(p)
+			return nil
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return fmt.Errorf("%w: %d invalidation(s) never reached Redis and the epoch could not be bumped before closing: %v",
+		ErrInvalidationUnconfirmed, p-c.bumpCovered.Load(), err)
 }
 
 // Redis returns the L2 client, or nil for a cache without Redis.
@@ -152,10 +219,11 @@ func (c *Cache) Redis() redis.UniversalClient { return c.opts.Redis }
 // Namespace returns the namespace the cache was configured with.
 func (c *Cache) Namespace() string { return c.opts.Namespace }
 
-// RedisHealthy reports whether Redis is in use: the epoch is known and
-// Redis is not marked down. It is true-ish for a cache without Redis.
+// RedisHealthy reports whether Redis is in use: the epoch is known, the
+// server's identity was verified recently and Redis is not marked down. It
+// is true for a cache without Redis.
 func (c *Cache) RedisHealthy() bool {
-	return c.l2 == nil || (c.l2.epoch.Load() != 0 && c.l2.br.healthy())
+	return c.l2 == nil || (c.l2.epoch.Load() != 0 && c.l2.br.healthy() && c.serverVouched())
 }
 
 // Settle waits until the Redis fills running in the background have
@@ -178,9 +246,18 @@ func (c *Cache) Stats() Stats {
 		L1Skips: c.st.l1Skips.load(), RedisErrors: c.st.redisErrors.load(), RedisSkips: c.st.redisSkips.load(),
 		PendingEpochBumps: c.st.pendingBumps.load(), EpochChanges: c.st.epochChanges.load(),
 	}
+	s.Incarnations, s.LeaseWaits, s.LeaseFallbacks = c.st.incarnations.load(), c.st.leaseWaits.load(), c.st.leaseFallbacks.load()
+	s.OOMDeletes, s.InvalidationRetries, s.UnconfirmedInvalidations = c.st.oomDeletes.load(), c.st.invRetries.load(), c.st.unconfirmed.load()
+	s.Suspects = c.st.suspects.load()
 	if c.l2 != nil {
 		s.BreakerTrips = c.l2.br.trips.Load()
 		s.Epoch = c.l2.epoch.Load()
+		if p := c.srv.policy.Load(); p != nil {
+			s.MaxmemoryPolicy = *p
+		}
+		c.srv.mu.Lock()
+		s.ServerIdentity = c.srv.identity
+		c.srv.mu.Unlock()
 	}
 	if c.l1 != nil {
 		s.L1Entries = c.l1.len()
@@ -197,6 +274,18 @@ func (c *Cache) check(key string) error {
 		return ErrClosed
 	}
 	return checkKey(key)
+}
+
+// storeKey returns the key that key is stored under in both tiers, in
+// events and in singleflight: key itself, or for a key longer than
+// MaxStoredKeyLen "#" and its SHA-256, with key as orig (the entries of a
+// hashed key carry it, so a collision is a miss).
+func storeKey(key string) (stored, orig string) {
+	if len(key) <= MaxStoredKeyLen {
+		return key, ""
+	}
+	sum := sha256.Sum256([]byte(key))
+	return "#" + hex.EncodeToString(sum[:]), key
 }
 
 func checkKey(key string) error {
@@ -261,21 +350,29 @@ func (c *Cache) useL1(skip bool, now int64) bool {
 // be served and in-flight loads joined.
 func (c *Cache) vouched(now int64) bool { return now < c.localUntil.Load() }
 
-// l2Read returns the Redis key for key and the epoch in use, or ("", 0)
-// when Redis must not be read now: no Redis, the epoch is not known yet, or
-// one of this instance's invalidations failed to reach it and the epoch bump
-// that retires what it missed has not happened yet (so this instance still
-// reads its own writes).
-func (c *Cache) l2Read(key string) (string, uint64) {
+// l2Read reports whether Redis may be read for key now, and the epoch in
+// use. It may not when there is no Redis, the epoch is not known yet, the
+// server's identity has not been verified recently, one of this instance's
+// invalidations failed to reach Redis and the epoch bump that retires what
+// it missed has not happened yet (so this instance still reads its own
+// writes), or another instance announced an invalidation of key that Redis
+// may not have recorded.
+func (c *Cache) l2Read(key string) (bool, uint64) {
 	if c.l2 == nil {
-		return "", 0
+		return false, 0
 	}
 	e := c.l2.epoch.Load()
-	if e == 0 || c.pendingBump.Load() != c.bumpCovered.Load() {
+	now := c.opts.Clock.Now().UnixNano()
+	if e == 0 || c.pendingBump.Load() != c.bumpCovered.Load() || !c.serverVouched() || c.sus.has(key, now) {
 		c.st.redisSkips.add(1)
-		return "", 0
+		return false, 0
 	}
-	return c.l2.key(key), e
+	return true, e
+}
+
+// newToken returns a lease token unique to this load.
+func (c *Cache) newToken() string {
+	return c.tokenPfx + strconv.FormatUint(c.tokenSeq.Add(1), 36)
 }
 
 // jitter shortens d by a random fraction below TTLJitter.
@@ -300,11 +397,12 @@ func (c *Cache) forget(key string) {
 	c.group.Forget(c.flightKey(key))
 }
 
-// maintain re-reads the namespace epoch every EpochInterval and bumps it
-// while invalidations that failed to reach Redis are not yet covered by a
-// bump. It stops when Close is called.
+// maintain re-reads the namespace epoch every EpochInterval (keeping the
+// current incarnation's marker alive) and bumps it while invalidations that
+// failed to reach Redis are not yet covered by a bump. It stops when Close
+// is called.
 func (c *Cache) maintain() {
-	defer close(c.done)
+	defer c.bg.Done()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	t := time.NewTicker(c.opts.EpochInterval)
@@ -339,12 +437,24 @@ func (c *Cache) maintain() {
 // refreshEpoch reads the namespace epoch (raising it first if bump is set)
 // and adopts it. After a bump, an attached EpochPublisher is told.
 func (c *Cache) refreshEpoch(ctx context.Context, bump bool) error {
-	n, err := c.l2.readEpoch(ctx, bump)
+	mode, id := epochRead, ""
+	c.srv.mu.Lock()
+	if c.srv.identity != "" {
+		mode, id = epochIncarnation, c.srv.identity
+	}
+	c.srv.mu.Unlock()
+	if bump {
+		mode = epochBump
+	}
+	cctx, cancel := context.WithTimeout(ctx, c.opts.RedisTimeout)
+	n, err := c.l2.readEpoch(cctx, mode, id)
+	cancel()
 	if err != nil {
 		return err
 	}
 	c.adoptEpoch(n)
 	if bump {
+		c.opts.Logger.Info("gormcache: namespace epoch bumped after invalidations that missed Redis", "namespace", c.opts.Namespace, "epoch", n)
 		if h := c.pub.Load(); h != nil {
 			if ep, ok := h.p.(EpochPublisher); ok {
 				ep.PublishEpoch(ctx, n)
@@ -395,5 +505,6 @@ func (c *Cache) adoptEpoch(n uint64) {
 	if !first {
 		c.st.epochChanges.add(1)
 	}
+	c.sus.clear() // what they stood for is retired with the old epoch
 	c.FlushLocal()
 }

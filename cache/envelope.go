@@ -47,9 +47,16 @@ func (k Kind) String() string {
 //	38     4    payload length
 //	42     n    payload (codec bytes; empty unless KindValue)
 //
-// The Lua scripts in l2.go read the magic, version and epoch at these
-// offsets (1-based in Lua: version 3..10, epoch 27..34).
-const envMagic byte = 0xC9
+// A keyed envelope (magic envKeyedMagic), for a key stored under its hash
+// (see MaxStoredKeyLen), has the original key between the header and the
+// payload (uvarint length, bytes), so that a hash collision is a miss.
+//
+// The Lua scripts in l2.go read the magic, kind, version, expiry, schema
+// (a tombstone's floor) and epoch at these offsets (1-based in Lua).
+const (
+	envMagic      byte = 0xC9
+	envKeyedMagic byte = 0xCA
+)
 
 const (
 	envHeaderLen = 42
@@ -80,6 +87,7 @@ type envelope struct {
 	expiry  int64 // unix nanoseconds; 0 = never
 	schema  uint64
 	epoch   uint64 // values and not-founds: the epoch their load began in; tombstones: 0
+	key     string // the original key of a hashed key (keyed envelopes only)
 	payload []byte
 }
 
@@ -87,6 +95,9 @@ type envelope struct {
 func appendEnvelope(dst []byte, e envelope) []byte {
 	var h [envHeaderLen]byte
 	h[0] = envMagic
+	if e.key != "" {
+		h[0] = envKeyedMagic
+	}
 	h[offKind] = byte(e.kind)
 	binary.BigEndian.PutUint64(h[offVersion:], e.version)
 	binary.BigEndian.PutUint64(h[offExpiry:], uint64(e.expiry))
@@ -95,6 +106,10 @@ func appendEnvelope(dst []byte, e envelope) []byte {
 	binary.BigEndian.PutUint32(h[offLen:], uint32(len(e.payload)))
 	start := len(dst)
 	dst = append(dst, h[:]...)
+	if e.key != "" {
+		dst = binary.AppendUvarint(dst, uint64(len(e.key)))
+		dst = append(dst, e.key...)
+	}
 	dst = append(dst, e.payload...)
 	if e.kind != KindTombstone {
 		binary.BigEndian.PutUint32(dst[start+offCRC:], checksum(dst[start:]))
@@ -106,7 +121,7 @@ func appendEnvelope(dst []byte, e envelope) []byte {
 // unknown kind, length mismatch, payload on a non-value, checksum mismatch)
 // is errCorrupt; it never panics and never reads past b.
 func decodeEnvelope(b []byte) (envelope, error) {
-	if len(b) < envHeaderLen || b[0] != envMagic {
+	if len(b) < envHeaderLen || (b[0] != envMagic && b[0] != envKeyedMagic) {
 		return envelope{}, errCorrupt
 	}
 	e := envelope{
@@ -117,13 +132,22 @@ func decodeEnvelope(b []byte) (envelope, error) {
 		epoch:   binary.BigEndian.Uint64(b[offEpoch:]),
 	}
 	n := binary.BigEndian.Uint32(b[offLen:])
-	if uint64(n) != uint64(len(b)-envHeaderLen) || e.expiry < 0 {
+	body := envHeaderLen
+	if b[0] == envKeyedMagic {
+		kl, w := binary.Uvarint(b[envHeaderLen:])
+		if w <= 0 || kl == 0 || kl > uint64(len(b)-envHeaderLen-w) {
+			return envelope{}, errCorrupt
+		}
+		body += w + int(kl)
+		e.key = string(b[envHeaderLen+w : body])
+	}
+	if uint64(n) != uint64(len(b)-body) || e.expiry < 0 {
 		return envelope{}, errCorrupt
 	}
 	sum := binary.BigEndian.Uint32(b[offCRC:])
 	switch e.kind {
 	case KindValue:
-		e.payload = b[envHeaderLen:]
+		e.payload = b[body:]
 	case KindTombstone:
 		if n != 0 || sum != 0 {
 			return envelope{}, errCorrupt
@@ -156,3 +180,6 @@ func setExpiry(b []byte, expiry int64) {
 		binary.BigEndian.PutUint32(b[offCRC:], checksum(b))
 	}
 }
+
+// expiryOf reads the expiry of an encoded envelope.
+func expiryOf(b []byte) int64 { return int64(binary.BigEndian.Uint64(b[offExpiry:])) }

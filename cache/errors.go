@@ -42,6 +42,14 @@ var (
 	// ErrInvalidFormat is returned by LoadEncoded and GetManyEncoded for a
 	// nil Format, a nil Decode or a zero Fingerprint.
 	ErrInvalidFormat = errors.New("gormcache: invalid entry format")
+	// ErrInvalidationUnconfirmed is returned by Invalidate and
+	// InvalidateMany when Redis did not confirm the invalidation within
+	// WriteTimeout (and by Close when a pending epoch bump could not be
+	// made). The write itself committed. This instance stops reading Redis
+	// until the namespace epoch is bumped (as soon as Redis answers), other
+	// instances are told the keys are unconfirmed, and L1 is evicted
+	// everywhere the bus reaches.
+	ErrInvalidationUnconfirmed = errors.New("gormcache: invalidation not confirmed by Redis")
 	// ErrPublisherSet is returned by SetPublisher when a publisher is already
 	// attached.
 	ErrPublisherSet = errors.New("gormcache: publisher already set")

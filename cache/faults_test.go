@@ -2,6 +2,7 @@ package cache
 
 import (
 	"context"
+	"errors"
 	"testing"
 	"time"
 
@@ -141,7 +142,9 @@ func TestScriptFlush(t *testing.T) {
 		func() error { return c.Invalidate(ctx, "a", 2) },
 		func() error { _, err := Get(ctx, c, "a", s.load); return err },
 		func() error { _, err := GetMany(ctx, c, []string{"a", "b"}, s.loadMany); return err },
-		func() error { return c.InvalidateMany(ctx, []Invalidation{{"a", 3}, {"b", 2}}) },
+		func() error {
+			return c.InvalidateMany(ctx, []Invalidation{{Key: "a", Version: 3}, {Key: "b", Version: 2}})
+		},
 	} {
 		if err := rdb.ScriptFlush(ctx).Err(); err != nil {
 			t.Fatal(err)
@@ -192,10 +195,11 @@ func TestRedisOutage(t *testing.T) {
 	if st.RedisErrors >= reads/2 {
 		t.Fatalf("%d of %d reads waited for Redis", st.RedisErrors, reads)
 	}
-	// A write during the outage is not forgotten.
+	// A write during the outage is not forgotten, and its caller is told
+	// that Redis did not confirm the invalidation.
 	s.put("k", sampleRow(1, 2))
-	if err := c.Invalidate(ctx, "k", 2); err != nil {
-		t.Fatal(err)
+	if err := c.Invalidate(ctx, "k", 2); !errors.Is(err, ErrInvalidationUnconfirmed) {
+		t.Fatalf("Invalidate during an outage: %v, want ErrInvalidationUnconfirmed", err)
 	}
 	if got := mustGet(t, c, "k", s); got.Version != 2 {
 		t.Fatalf("read-your-writes during outage: version %d", got.Version)

@@ -222,20 +222,21 @@ func get[T, A any, L loader[A], D decoder[T]](ctx context.Context, c *Cache, key
 		ctx = context.Background()
 	}
 	ro := applyReadOptions(opts)
+	sk, orig := storeKey(key)
 	now := c.opts.Clock.Now().UnixNano()
 	if c.useL1(ro.skipL1, now) {
-		if v, err, ok := getL1(ctx, c, key, d, schema, now); ok {
+		if v, err, ok := getL1(ctx, c, sk, orig, d, schema, now); ok {
 			return v, err
 		}
 	}
 	raw := func(ctx context.Context) ([]byte, uint64, bool, error) {
 		return l.load(ctx, key, arg)
 	}
-	r, err := c.loadShared(ctx, key, schema, ro, raw, c.vouched(now))
+	r, err := c.loadShared(ctx, sk, orig, schema, ro, raw, c.vouched(now))
 	if err != nil {
 		return nil, err
 	}
-	if v, err, ok := decodeResult(ctx, c, key, d, schema, r); ok {
+	if v, err, ok := decodeResult(ctx, c, sk, orig, d, schema, r); ok {
 		return v, err
 	}
 	// The cached bytes did not decode into T; decodeResult removed them from
@@ -257,7 +258,7 @@ func get[T, A any, L loader[A], D decoder[T]](ctx context.Context, c *Cache, key
 
 // getL1 serves key from L1. ok is false on a miss; corrupt entries are
 // removed and counted.
-func getL1[T any, D decoder[T]](ctx context.Context, c *Cache, key string, d D, schema uint64, now int64) (v *T, err error, ok bool) {
+func getL1[T any, D decoder[T]](ctx context.Context, c *Cache, key, orig string, d D, schema uint64, now int64) (v *T, err error, ok bool) {
 	b, found := c.l1.get(key)
 	if !found {
 		return nil, nil, false
@@ -274,7 +275,7 @@ func getL1[T any, D decoder[T]](ctx context.Context, c *Cache, key string, d D, 
 		c.st.l1Hits.add(1)
 		c.st.nfHits.add(1)
 		return nil, ErrNotFound, true
-	case e.kind != KindValue:
+	case e.kind != KindValue || e.key != orig:
 		return nil, nil, false
 	case e.schema != schema:
 		c.st.schemaMismatch.add(1)
@@ -292,12 +293,12 @@ func getL1[T any, D decoder[T]](ctx context.Context, c *Cache, key string, d D, 
 
 // decodeResult turns a flight's bytes into the caller's copy of T. ok is false
 // when cached bytes failed to decode; they have been removed from both tiers.
-func decodeResult[T any, D decoder[T]](ctx context.Context, c *Cache, key string, d D, schema uint64, r *flightResult) (v *T, err error, ok bool) {
+func decodeResult[T any, D decoder[T]](ctx context.Context, c *Cache, key, orig string, d D, schema uint64, r *flightResult) (v *T, err error, ok bool) {
 	e, derr := decodeEnvelope(r.b)
 	if derr == nil && e.kind == KindNotFound {
 		return nil, ErrNotFound, true
 	}
-	if derr == nil && e.kind == KindValue && e.schema == schema {
+	if derr == nil && e.kind == KindValue && e.schema == schema && e.key == orig {
 		v = new(T)
 		if err := d.decode(ctx, e.payload, v); err == nil {
 			return v, nil, true
@@ -319,10 +320,9 @@ func (c *Cache) dropCorrupt(key string, b []byte) {
 		c.l1.remove(key)
 	}
 	if c.l2 != nil {
-		k := c.l2.key(key)
 		ctx, cancel := context.WithTimeout(context.Background(), c.opts.RedisTimeout)
 		defer cancel()
-		_ = c.l2.deleteIf(ctx, k, b)
+		_ = c.l2.deleteIf(ctx, key, b)
 	}
 	c.forget(key)
 }
@@ -347,9 +347,9 @@ func encodeLoaded[T any](c *Cache, v T, ver uint64, err error) ([]byte, uint64, 
 // vouched for (join false), the caller runs a load of its own: a load in
 // flight may have read the source before writes whose invalidations this
 // instance has not applied yet.
-func (c *Cache) loadShared(ctx context.Context, key string, schema uint64, ro readOptions, raw rawLoad, join bool) (*flightResult, error) {
+func (c *Cache) loadShared(ctx context.Context, key, orig string, schema uint64, ro readOptions, raw rawLoad, join bool) (*flightResult, error) {
 	if !join {
-		r, err := c.flight(ctx, key, schema, ro, raw, false)
+		r, err := c.flight(ctx, key, orig, schema, ro, raw, false)
 		if err == nil {
 			c.st.misses.add(1)
 		}
@@ -358,7 +358,7 @@ func (c *Cache) loadShared(ctx context.Context, key string, schema uint64, ro re
 	led := false
 	fn := func() (any, error) {
 		led = true
-		return c.flight(ctx, key, schema, ro, raw, true)
+		return c.flight(ctx, key, orig, schema, ro, raw, true)
 	}
 	var (
 		v   any
@@ -395,9 +395,10 @@ func (c *Cache) loadShared(ctx context.Context, key string, schema uint64, ro re
 }
 
 // flight is one load of key, shared by every caller that joined it:
-// re-check L1, read L2, call the loader, then fill L1 (generation-guarded)
-// and, in the background, L2 (version-guarded).
-func (c *Cache) flight(parent context.Context, key string, schema uint64, ro readOptions, raw rawLoad, shared bool) (*flightResult, error) {
+// re-check L1, read L2 (taking the key's lease on a miss), call the loader,
+// then fill L1 (generation-guarded) and, in the background, L2 (only while
+// the lease holds, version-guarded).
+func (c *Cache) flight(parent context.Context, key, orig string, schema uint64, ro readOptions, raw rawLoad, shared bool) (*flightResult, error) {
 	// The load keeps the first caller's values but not its cancellation
 	// (other callers may be waiting), and no deadline either: a deadline
 	// makes database drivers watch the context on every query, which costs
@@ -412,47 +413,18 @@ func (c *Cache) flight(parent context.Context, key string, schema uint64, ro rea
 	if useL1 {
 		tok = c.l1.begin(key) // before any source is read
 		if b, ok := c.l1.get(key); ok {
-			if e, err := decodeEnvelope(b); err == nil && !c.expired(e) && (e.kind == KindNotFound || e.kind == KindValue && e.schema == schema) {
+			if e, err := decodeEnvelope(b); err == nil && !c.expired(e) && (e.kind == KindNotFound || e.kind == KindValue && e.schema == schema && e.key == orig) {
 				return &flightResult{b: b, src: fromL1}, nil
 			}
 		}
 	}
 
-	// L2.
-	var observed uint64
-	l2key, epoch := c.l2Read(key)
-	if l2key != "" {
-		b, err := c.l2.get(ctx, l2key)
-		failpoint.Hit(ctx, failpoint.AfterL2Read, key)
-		if errors.Is(err, errWrongType) {
-			c.st.decodeErrors.add(1)
-			_ = c.l2.deleteIf(ctx, l2key, nil)
-		} else if err != nil {
-			if errors.Is(err, errUnavailable) {
-				c.st.redisSkips.add(1)
-			}
-			l2key = "" // do not fill a tier that just failed
-		} else if b != nil {
-			e, derr := decodeEnvelope(b)
-			switch {
-			case derr != nil:
-				c.st.decodeErrors.add(1)
-				_ = c.l2.deleteIf(ctx, l2key, b)
-			case c.expired(e):
-			case e.kind == KindTombstone:
-				observed = e.version
-			case e.epoch < epoch: // loaded before the last epoch bump: may have missed an invalidation
-				observed = e.version
-			case e.kind == KindValue && e.schema != schema:
-				c.st.schemaMismatch.add(1)
-				observed = e.version
-			default: // a value of our shape, or not-found
-				if useL1 { // a copy: b is handed to the callers as Redis holds it
-					c.fillL1(ctx, key, tok, append([]byte(nil), b...), e.expiry, e.kind)
-				}
-				return &flightResult{b: b, src: fromL2}, nil
-			}
+	l := c.lookupL2(ctx, key, orig, schema)
+	if l.hit != nil {
+		if useL1 { // a copy: l.hit is handed to the callers as Redis holds it
+			c.fillL1(ctx, key, tok, append([]byte(nil), l.hit...), l.expiry, l.kind)
 		}
+		return &flightResult{b: l.hit, src: fromL2}, nil
 	}
 
 	// Loader. Only it can hang (Redis calls are bounded by RedisTimeout):
@@ -470,17 +442,51 @@ func (c *Cache) flight(parent context.Context, key string, schema uint64, ro rea
 	c.st.loads.add(1)
 	if err != nil {
 		c.st.loadErrors.add(1)
+		c.releaseLease(ctx, key, l.token)
 		return nil, err
 	}
 	failpoint.Hit(ctx, failpoint.AfterLoad, key)
+	b, ttl := c.loadedEntry(orig, schema, ro, l, payload, version, found)
+	res := &flightResult{b: b, src: fromLoader}
+	switch {
+	case ttl <= 0 || c.opts.Clock.Now().Sub(started) > c.opts.LoadTimeout:
+		// Negative caching off, or a load too slow to trust its lease.
+		c.releaseLease(ctx, key, l.token)
+		return res, nil
+	case versionOf(b) < l.observed:
+		// The source returned a version older than the tombstone read
+		// before it (a lagging replica, or a write invalidated early): the
+		// result is known stale. Return it to the callers, who overlapped
+		// that write, but cache it nowhere.
+		c.st.rejected.add(1)
+		c.releaseLease(ctx, key, l.token)
+		return res, nil
+	}
 
+	// L1 first, under its generation guard; then Redis, off the callers'
+	// path: its fill lands only while the lease holds, and an L1 entry that
+	// a remote write made stale in the meantime is evicted by that write's
+	// event (or not served while the bus cannot vouch for L1).
+	inL1 := useL1 && c.fillL1(ctx, key, tok, append([]byte(nil), b...), expiryOf(b), Kind(b[offKind]))
+	if l.token != "" {
+		// In the background only if L1 took the entry: otherwise a caller
+		// arriving between now and the fill would miss everywhere and load
+		// again.
+		c.fillL2(ctx, key, l.token, b, ttl, inL1)
+	}
+	return res, nil
+}
+
+// loadedEntry encodes a load's result as an entry, and its L2 TTL (0: do not
+// cache).
+func (c *Cache) loadedEntry(orig string, schema uint64, ro readOptions, l l2Lookup, payload []byte, version uint64, found bool) ([]byte, time.Duration) {
 	now := c.opts.Clock.Now()
-	e := envelope{kind: KindNotFound, epoch: epoch}
+	e := envelope{kind: KindNotFound, epoch: l.epoch}
 	ttl := c.opts.NotFoundTTL
 	if found {
-		e = envelope{kind: KindValue, version: version, schema: schema, epoch: epoch, payload: payload}
+		e = envelope{kind: KindValue, version: version, schema: schema, epoch: l.epoch, key: orig, payload: payload}
 		if e.version == 0 {
-			e.version = observed
+			e.version = l.observed
 		}
 		ttl = c.opts.L2TTL
 		if ro.ttl > 0 {
@@ -491,56 +497,134 @@ func (c *Cache) flight(parent context.Context, key string, schema uint64, ro rea
 	if ttl > 0 {
 		e.expiry = now.Add(ttl).UnixNano()
 	}
-	b := appendEnvelope(make([]byte, 0, envHeaderLen+len(payload)), e)
-	if ttl <= 0 || now.Sub(started) > c.opts.LoadTimeout { // negative caching off, or a load too slow to trust its tombstone window
-		return &flightResult{b: b, src: fromLoader}, nil
-	}
-	if e.version < observed {
-		// The source returned a version older than the tombstone read
-		// before it (a lagging replica, or a write invalidated early): the
-		// result is known stale. Return it to the callers, who overlapped
-		// that write, but cache it nowhere.
-		c.st.rejected.add(1)
-		return &flightResult{b: b, src: fromLoader}, nil
-	}
+	return appendEnvelope(make([]byte, 0, envHeaderLen+len(payload)), e), ttl
+}
 
-	// L1 first, under its generation guard; then Redis, off the callers'
-	// path: its fill is version-guarded whenever it lands, and an L1 entry
-	// that a remote write made stale in the meantime is evicted by that
-	// write's event (or not served while the bus cannot vouch for L1).
-	inL1 := useL1 && c.fillL1(ctx, key, tok, append([]byte(nil), b...), e.expiry, e.kind)
-	if l2key != "" {
-		// In the background only if L1 took the entry: otherwise a caller
-		// arriving between now and the fill would miss everywhere and load
-		// again.
-		c.fillL2(ctx, key, l2key, b, ttl, inL1)
+// l2Lookup is what a flight learnt from Redis.
+type l2Lookup struct {
+	hit      []byte // a usable entry, or nil
+	expiry   int64  // of hit
+	kind     Kind   // of hit
+	epoch    uint64 // the epoch a load fills under (0: Redis not used)
+	observed uint64 // the version of what Redis held (tombstone floor, older entry)
+	token    string // the lease this load holds: only then may it fill Redis
+}
+
+// lookupL2 reads key from Redis, taking its lease on a miss. When another
+// load holds the lease, it waits (up to LeaseWait) for that load's fill, so
+// that a stampede across instances costs one load; after the wait it returns
+// a miss without a lease (the caller loads, and does not fill Redis).
+func (c *Cache) lookupL2(ctx context.Context, key, orig string, schema uint64) l2Lookup {
+	ok, epoch := c.l2Read(key)
+	if !ok {
+		return l2Lookup{}
 	}
-	return &flightResult{b: b, src: fromLoader}, nil
+	args := readArgs{schema: schema, epoch: epoch, token: c.newToken(), leaseTTL: c.opts.LeaseTTL}
+	var waited time.Duration
+	for backoff := time.Millisecond; ; backoff = min(2*backoff, 16*time.Millisecond) {
+		args.now = c.opts.Clock.Now().UnixNano()
+		st, b, err := c.l2.read(ctx, key, args)
+		failpoint.Hit(ctx, failpoint.AfterL2Read, key)
+		if err != nil {
+			if errors.Is(err, errUnavailable) {
+				c.st.redisSkips.add(1)
+			}
+			return l2Lookup{} // do not fill a tier that just failed
+		}
+		if st == readWrong {
+			c.st.decodeErrors.add(1)
+			continue
+		}
+		l := l2Lookup{epoch: epoch}
+		if st == readLease {
+			l.token = args.token
+		}
+		if b != nil {
+			if hit := c.inspectL2(ctx, key, orig, schema, epoch, b, st == readHit, &l); hit {
+				return l
+			}
+		}
+		if st != readWait || waited >= c.opts.LeaseWait {
+			if st == readWait {
+				c.st.leaseFallbacks.add(1)
+			}
+			return l
+		}
+		if waited == 0 {
+			c.st.leaseWaits.add(1)
+		}
+		d := min(backoff, c.opts.LeaseWait-waited)
+		time.Sleep(d)
+		waited += d
+	}
+}
+
+// inspectL2 judges the bytes b Redis holds for key: a usable hit (recorded
+// in l), or what a fill must not be older than.
+func (c *Cache) inspectL2(ctx context.Context, key, orig string, schema, epoch uint64, b []byte, hit bool, l *l2Lookup) bool {
+	e, derr := decodeEnvelope(b)
+	switch {
+	case derr != nil:
+		c.st.decodeErrors.add(1)
+		_ = c.l2.deleteIf(ctx, key, b)
+	case c.expired(e):
+	case e.kind == KindTombstone:
+		l.observed = e.schema // the floor
+	case e.epoch < epoch: // loaded before the last epoch bump: may have missed an invalidation
+		l.observed = e.version
+	case e.kind == KindValue && e.schema != schema:
+		c.st.schemaMismatch.add(1)
+		l.observed = e.version
+	case e.key != orig: // another key with the same hash
+		l.observed = e.version
+	case hit:
+		l.hit, l.expiry, l.kind = b, e.expiry, e.kind
+		return true
+	}
+	return false
+}
+
+// releaseLease gives up a lease this load will not fill with, in the
+// background, so that other loads need not wait for it to expire.
+func (c *Cache) releaseLease(ctx context.Context, key, token string) {
+	if token == "" {
+		return
+	}
+	c.background(func() {
+		rctx, cancel := context.WithTimeout(ctx, c.opts.RedisTimeout)
+		defer cancel()
+		_ = c.l2.release(rctx, key, token)
+	}, true)
 }
 
 // maxAsyncFills bounds the Redis fills in flight in the background; beyond
 // it, fills run on the caller's path (back-pressure when Redis is slow).
 const maxAsyncFills = 1024
 
-// fillL2 stores b under l2key if no newer version is there, in the
-// background when async is set and a slot is free. b must not be modified
-// afterwards.
-func (c *Cache) fillL2(ctx context.Context, key, l2key string, b []byte, ttl time.Duration, async bool) {
-	fill := func() {
+// fillL2 stores b under key while the lease token holds and no newer version
+// is there, in the background when async is set and a slot is free. b must
+// not be modified afterwards.
+func (c *Cache) fillL2(ctx context.Context, key, token string, b []byte, ttl time.Duration, async bool) {
+	c.background(func() {
 		failpoint.Hit(ctx, failpoint.BeforeL2Fill, key)
-		stored, err := c.l2.fill(ctx, l2key, b, ttl)
+		stored, err := c.l2.fill(ctx, key, token, b, ttl)
 		if err == nil && !stored {
-			c.st.rejected.add(1) // an invalidation overtook this load
+			c.st.rejected.add(1) // an invalidation overtook this load, or its lease was lost
 		}
-	}
+	}, async)
+}
+
+// background runs f on its own goroutine when async is set, a slot is free
+// and Close has not begun; otherwise on the caller's.
+func (c *Cache) background(f func(), async bool) {
 	if !async {
-		fill()
+		f()
 		return
 	}
 	c.fillGate.RLock()
 	defer c.fillGate.RUnlock()
 	if c.fillsOff {
-		fill()
+		f()
 		return
 	}
 	select {
@@ -551,10 +635,10 @@ func (c *Cache) fillL2(ctx context.Context, key, l2key string, b []byte, ttl tim
 			defer c.fills.Done()
 			defer c.pending.Add(-1)
 			defer func() { <-c.fillSlots }()
-			fill()
+			f()
 		}()
 	default:
-		fill()
+		f()
 	}
 }
 

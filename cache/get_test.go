@@ -376,7 +376,7 @@ func TestHungLoadIsAbandoned(t *testing.T) {
 	hang := make(chan struct{})
 	defer close(hang)
 	abandoned := make(chan struct{})
-	defer failpoint.Set(failpoint.Abandoned, key, func(context.Context, string) { close(abandoned) })()
+	defer failpoint.Set(failpoint.Abandoned, key, once(func(context.Context, string) { close(abandoned) }))()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go Get(ctx, c, key, func(context.Context, string) (row, uint64, error) {

@@ -104,10 +104,23 @@ func GetManyEncoded[T any](ctx context.Context, c *Cache, keys []string, f *Form
 type batch struct {
 	missing  []string
 	toks     []fillToken
-	l2keys   []string // nil when Redis is not used for this batch
+	leases   []string // lease token per missing key ("" for none); nil when Redis is not used
 	epoch    uint64   // the epoch this batch reads and fills under
 	observed map[string]uint64
+	orig     map[string]string // stored key → the caller's, for hashed keys only
 }
+
+// origOf is the caller's key of stored key sk.
+func (b *batch) origOf(sk string) string {
+	if o, ok := b.orig[sk]; ok {
+		return o
+	}
+	return sk
+}
+
+// hashedOrig is what entries of stored key sk carry: the caller's key if sk
+// is its hash.
+func (b *batch) hashedOrig(sk string) string { return b.orig[sk] }
 
 func getMany[T any, D decoder[T]](ctx context.Context, c *Cache, keys []string, d D, schema uint64, load func(context.Context, []string) (map[string]Encoded, error), opts []ReadOption) (map[string]*T, error) {
 	if c.closed.Load() {
@@ -121,16 +134,23 @@ func getMany[T any, D decoder[T]](ctx context.Context, c *Cache, keys []string, 
 	b := &batch{missing: make([]string, 0, len(keys)), observed: map[string]uint64{}}
 	seen := make(map[string]struct{}, len(keys))
 	useL1 := c.useL1(ro.skipL1, c.opts.Clock.Now().UnixNano())
-	for _, k := range keys {
-		if err := checkKey(k); err != nil {
-			return nil, fmt.Errorf("key %q: %w", k, err)
+	for _, key := range keys {
+		if err := checkKey(key); err != nil {
+			return nil, fmt.Errorf("key %q: %w", key, err)
 		}
+		k, orig := storeKey(key)
 		if _, dup := seen[k]; dup {
 			continue
 		}
 		seen[k] = struct{}{}
+		if orig != "" {
+			if b.orig == nil {
+				b.orig = map[string]string{}
+			}
+			b.orig[k] = orig
+		}
 		if useL1 {
-			if v, err, ok := getL1(ctx, c, k, d, schema, c.opts.Clock.Now().UnixNano()); ok {
+			if v, err, ok := getL1(ctx, c, k, orig, d, schema, c.opts.Clock.Now().UnixNano()); ok {
 				if err == nil {
 					out[k] = v
 				}
@@ -139,6 +159,7 @@ func getMany[T any, D decoder[T]](ctx context.Context, c *Cache, keys []string, 
 		}
 		b.missing = append(b.missing, k)
 	}
+	defer unhash(b, out)
 	if len(b.missing) == 0 {
 		return out, nil
 	}
@@ -157,56 +178,59 @@ func getMany[T any, D decoder[T]](ctx context.Context, c *Cache, keys []string, 
 }
 
 // readManyL2 serves what it can of b.missing from Redis in one pipeline,
-// filling L1 with it, and leaves the rest in b.
+// filling L1 with it, takes the leases of the rest where it can, and leaves
+// the rest in b. A batch does not wait for other loads' leases: it loads
+// those keys itself, without filling them.
 func readManyL2[T any, D decoder[T]](ctx context.Context, c *Cache, b *batch, d D, schema uint64, useL1 bool, out map[string]*T) {
-	if _, b.epoch = c.l2Read(b.missing[0]); b.epoch == 0 {
+	ok := false
+	if ok, b.epoch = c.l2Read(b.missing[0]); !ok {
 		return
 	}
-	b.l2keys = make([]string, len(b.missing))
-	for i, k := range b.missing {
-		b.l2keys[i] = c.l2.key(k)
+	tokens := make([]string, len(b.missing))
+	for i := range tokens {
+		tokens[i] = c.newToken()
 	}
-	raws, err := c.l2.getMany(ctx, b.l2keys)
+	args := readArgs{schema: schema, epoch: b.epoch, now: c.opts.Clock.Now().UnixNano(), leaseTTL: c.opts.LeaseTTL}
+	sts, raws, err := c.l2.readMany(ctx, b.missing, args, tokens)
 	if err != nil {
-		b.l2keys = nil
 		return
 	}
 	failpoint.Hit(ctx, failpoint.AfterL2Read, b.missing[0])
 	var rest []int
 	for i, raw := range raws {
-		if raw == nil || !readOneL2(ctx, c, b, i, raw, d, schema, useL1, out) {
+		if sts[i] != readLease {
+			tokens[i] = ""
+		}
+		if sts[i] == readWrong {
+			c.st.decodeErrors.add(1)
+		}
+		if raw == nil || !readOneL2(ctx, c, b, i, raw, sts[i] == readHit, d, schema, useL1, out) {
 			rest = append(rest, i)
 		}
 	}
-	b.missing, b.l2keys, b.toks = pick(b.missing, rest), pick(b.l2keys, rest), pick(b.toks, rest)
+	b.missing, b.toks, b.leases = pick(b.missing, rest), pick(b.toks, rest), pick(tokens, rest)
 }
 
-// readOneL2 serves key i of b from its Redis bytes raw and reports whether it
-// did; otherwise it records the version raw stands for, if any.
-func readOneL2[T any, D decoder[T]](ctx context.Context, c *Cache, b *batch, i int, raw []byte, d D, schema uint64, useL1 bool, out map[string]*T) bool {
+// readOneL2 serves key i of b from its Redis bytes raw if they are a hit
+// and reports whether it did; otherwise it records the version raw stands
+// for, if any.
+func readOneL2[T any, D decoder[T]](ctx context.Context, c *Cache, b *batch, i int, raw []byte, hit bool, d D, schema uint64, useL1 bool, out map[string]*T) bool {
 	k := b.missing[i]
-	e, derr := decodeEnvelope(raw)
-	switch {
-	case derr != nil:
-		c.st.decodeErrors.add(1)
-		_ = c.l2.deleteIf(ctx, b.l2keys[i], raw)
+	var l l2Lookup
+	if !c.inspectL2(ctx, k, b.hashedOrig(k), schema, b.epoch, raw, hit, &l) {
+		if l.observed != 0 {
+			b.observed[k] = l.observed
+		}
 		return false
-	case c.expired(e):
-		return false
-	case e.kind == KindTombstone, e.epoch < b.epoch:
-		b.observed[k] = e.version
-		return false
-	case e.kind == KindNotFound:
+	}
+	e, _ := decodeEnvelope(raw)
+	if e.kind == KindNotFound {
 		c.st.nfHits.add(1)
-	case e.schema != schema:
-		c.st.schemaMismatch.add(1)
-		b.observed[k] = e.version
-		return false
-	default:
+	} else {
 		v := new(T)
 		if err := d.decode(ctx, e.payload, v); err != nil {
 			c.st.decodeErrors.add(1)
-			_ = c.l2.deleteIf(ctx, b.l2keys[i], raw)
+			_ = c.l2.deleteIf(ctx, k, raw)
 			return false
 		}
 		out[k] = v
@@ -222,11 +246,19 @@ func readOneL2[T any, D decoder[T]](ctx context.Context, c *Cache, b *batch, i i
 // the caller and fills both tiers with it (the guarded fills of Get).
 func loadMany[T any, D decoder[T]](ctx context.Context, c *Cache, b *batch, d D, schema uint64, ro readOptions, useL1 bool, started time.Time, load func(context.Context, []string) (map[string]Encoded, error), out map[string]*T) error {
 	failpoint.Hit(ctx, failpoint.InLoader, b.missing[0])
-	loaded, err := load(ctx, b.missing)
+	callerKeys := b.missing
+	if b.orig != nil {
+		callerKeys = make([]string, len(b.missing))
+		for i, k := range b.missing {
+			callerKeys[i] = b.origOf(k)
+		}
+	}
+	loaded, err := load(ctx, callerKeys)
 	c.st.loads.add(1)
 	c.st.misses.add(uint64(len(b.missing)))
 	if err != nil {
 		c.st.loadErrors.add(1)
+		releaseAll(ctx, c, b)
 		return err
 	}
 	failpoint.Hit(ctx, failpoint.AfterLoad, b.missing[0])
@@ -237,8 +269,8 @@ func loadMany[T any, D decoder[T]](ctx context.Context, c *Cache, b *batch, d D,
 	for i, k := range b.missing {
 		e := envelope{kind: KindNotFound, epoch: b.epoch}
 		ttl := c.opts.NotFoundTTL
-		if lv, ok := loaded[k]; ok {
-			e = envelope{kind: KindValue, version: lv.Version, schema: schema, epoch: b.epoch, payload: lv.Payload}
+		if lv, ok := loaded[callerKeys[i]]; ok {
+			e = envelope{kind: KindValue, version: lv.Version, schema: schema, epoch: b.epoch, key: b.hashedOrig(k), payload: lv.Payload}
 			if e.version == 0 {
 				e.version = b.observed[k]
 			}
@@ -255,24 +287,44 @@ func loadMany[T any, D decoder[T]](ctx context.Context, c *Cache, b *batch, d D,
 		entries[i] = appendEnvelope(nil, e)
 		if e.kind == KindValue {
 			v := new(T)
-			if err := d.decode(ctx, entries[i][envHeaderLen:], v); err != nil {
+			if err := d.decode(ctx, e.payload, v); err != nil {
+				releaseAll(ctx, c, b)
 				return fmt.Errorf("%w: key %q: %w", ErrDecode, k, err)
 			}
 			out[k] = v
 		}
 	}
 	if now.Sub(started) > c.opts.LoadTimeout {
+		releaseAll(ctx, c, b)
 		return nil // too slow to trust the tombstone window: do not fill
 	}
 	fillMany(ctx, c, b, useL1, entries, ttls, kinds, expiries)
 	return nil
 }
 
+// unhash rekeys out by the caller's keys.
+func unhash[T any](b *batch, out map[string]*T) {
+	for sk, orig := range b.orig {
+		if v, ok := out[sk]; ok {
+			delete(out, sk)
+			out[orig] = v
+		}
+	}
+}
+
+// releaseAll gives up the leases of a batch that will not fill.
+func releaseAll(ctx context.Context, c *Cache, b *batch) {
+	for i, tok := range b.leases {
+		c.releaseLease(ctx, b.missing[i], tok)
+	}
+}
+
 // fillMany drops the entries that must not be cached (negative caching off,
 // or older than the tombstone observed before loading: known stale), then
-// fills Redis in one pipeline and L1 with what Redis accepted.
+// fills Redis in one pipeline with those whose lease this batch holds, and
+// L1 with what Redis did not refuse.
 func fillMany(ctx context.Context, c *Cache, b *batch, useL1 bool, entries [][]byte, ttls []time.Duration, kinds []Kind, expiries []int64) {
-	var fill []int
+	var fill, toRedis, release []int
 	for i, k := range b.missing {
 		switch {
 		case ttls[i] <= 0:
@@ -280,16 +332,26 @@ func fillMany(ctx context.Context, c *Cache, b *batch, useL1 bool, entries [][]b
 			c.st.rejected.add(1)
 		default:
 			fill = append(fill, i)
+			if b.leases != nil && b.leases[i] != "" {
+				toRedis = append(toRedis, i)
+			}
+			continue
 		}
+		if b.leases != nil && b.leases[i] != "" {
+			release = append(release, i)
+		}
+	}
+	for _, i := range release {
+		c.releaseLease(ctx, b.missing[i], b.leases[i])
 	}
 	accepted := make([]bool, len(b.missing))
 	for _, i := range fill {
 		accepted[i] = true
 	}
-	if b.l2keys != nil && len(fill) > 0 {
-		acc, err := c.l2.fillMany(ctx, pick(b.l2keys, fill), pick(entries, fill), pick(ttls, fill))
+	if len(toRedis) > 0 {
+		acc, err := c.l2.fillMany(ctx, pick(b.missing, toRedis), pick(b.leases, toRedis), pick(entries, toRedis), pick(ttls, toRedis))
 		if err == nil {
-			for j, i := range fill {
+			for j, i := range toRedis {
 				if !acc[j] {
 					accepted[i] = false
 					c.st.rejected.add(1)

@@ -17,8 +17,11 @@ var ErrInvalidVersion = errors.New("gormcache: invalid version")
 // called after the write's transaction commits (never before: a reader could
 // refill the old row in between). It:
 //
-//  1. leaves a versioned tombstone in Redis (a fill older than version is
-//     rejected from then on; an older invalidation never lowers it);
+//  1. voids the key's lease in Redis (no load that began before the write
+//     can fill it) and leaves a versioned tombstone (a fill older than
+//     version is rejected from then on; an older invalidation never lowers
+//     it); if Redis refuses to store the tombstone (out of memory), the entry
+//     is deleted instead;
 //  2. evicts key from L1 and voids every L1 fill of key that began earlier;
 //  3. forgets the key's singleflight, so callers arriving now start a new load
 //     instead of joining one that may carry the old value;
@@ -28,11 +31,14 @@ var ErrInvalidVersion = errors.New("gormcache: invalid version")
 // stamped max(stored+1, Redis server time in µs), which is newer than every
 // version a reader could have observed before the write.
 //
-// Invalidate does not fail because Redis is down: the key is evicted locally
-// and the cache bumps the namespace epoch as soon as Redis answers again,
-// which retires every L2 entry written before. It runs to completion even if
-// ctx is cancelled, since the write it reports has committed. It returns an
-// error only for bad arguments or a closed cache.
+// The Redis step gets WriteTimeout, retried within it. If Redis does not
+// confirm it in time, the key is still evicted locally, other instances are
+// told the key is unconfirmed (they stop reading it from Redis), this
+// instance stops reading Redis until the namespace epoch has been bumped
+// (as soon as Redis answers; the bump retires every entry written before
+// it), and Invalidate returns an error wrapping ErrInvalidationUnconfirmed:
+// the write committed, but the caller should know. It runs to completion
+// even if ctx is cancelled, since the write it reports has committed.
 func (c *Cache) Invalidate(ctx context.Context, key string, version uint64) error {
 	return c.InvalidateMany(ctx, []Invalidation{{Key: key, Version: version}})
 }
@@ -49,6 +55,44 @@ func (c *Cache) InvalidateMany(ctx context.Context, invs []Invalidation) error {
 	if ctx == nil {
 		ctx = context.Background()
 	}
+	if err := checkInvalidations(invs); err != nil {
+		return err
+	}
+	if len(invs) == 0 {
+		return nil
+	}
+	ctx = context.WithoutCancel(ctx)
+	applied := make([]Invalidation, len(invs))
+	copy(applied, invs)
+	for i := range applied {
+		applied[i].Key, _ = storeKey(applied[i].Key)
+	}
+	c.st.invalidations.add(uint64(len(invs)))
+
+	// 1. L2, and the publication to other instances in the same round trip
+	// when the publisher and the client allow it.
+	h := c.pub.Load()
+	pub, done := c.preparePublish(h, applied)
+	err := c.invalidateL2(ctx, applied, pub)
+	// 2 and 3. L1 and singleflight.
+	for _, inv := range applied {
+		v := inv.Version
+		if inv.Retire {
+			v = 0 // whatever L1 holds
+		}
+		c.evictLocal(inv.Key, v)
+	}
+	// 4. Other instances.
+	switch {
+	case pub != nil:
+		done(pub.sent, err == nil) // the publisher retries what was not sent
+	case h != nil && err == nil: // also confirms keys announced unconfirmed on a retry
+		h.p.Publish(ctx, published(applied))
+	}
+	return err
+}
+
+func checkInvalidations(invs []Invalidation) error {
 	for _, inv := range invs {
 		if err := checkKey(inv.Key); err != nil {
 			return fmt.Errorf("invalidate %q: %w", inv.Key, err)
@@ -57,47 +101,36 @@ func (c *Cache) InvalidateMany(ctx context.Context, invs []Invalidation) error {
 			return fmt.Errorf("%w: %d is above 2^53-1", ErrInvalidVersion, inv.Version)
 		}
 	}
-	if len(invs) == 0 {
-		return nil
-	}
-	ctx = context.WithoutCancel(ctx)
-	applied := make([]Invalidation, len(invs))
-	copy(applied, invs)
-	c.st.invalidations.add(uint64(len(invs)))
-
-	// 1. L2 tombstones, and the publication to other instances in the same
-	// round trip when the publisher and the client allow it.
-	var pub *publication
-	var done func(sent bool)
-	h := c.pub.Load()
-	if pp, ok := publisherOf(h).(PipelinePublisher); ok && c.l2 != nil && c.l2.ordered() {
-		var ch string
-		var payload []byte
-		ch, payload, done = pp.PreparePublish(applied)
-		if done != nil {
-			pub = &publication{channel: ch, payload: payload}
-		}
-	}
-	if !c.invalidateL2(ctx, applied, pub) && c.l2 != nil {
-		c.pendingBump.Add(1)
-		c.st.pendingBumps.add(1)
-		select {
-		case c.kick <- struct{}{}:
-		default:
-		}
-	}
-	// 2 and 3. L1 and singleflight.
-	for _, inv := range applied {
-		c.evictLocal(inv.Key, inv.Version)
-	}
-	// 4. Other instances.
-	switch {
-	case pub != nil:
-		done(pub.sent) // the publisher retries what was not sent
-	case h != nil:
-		h.p.Publish(ctx, applied)
-	}
 	return nil
+}
+
+// published is what other instances are told of invs: a retired key at
+// version 0, which evicts it whatever their L1 holds.
+func published(invs []Invalidation) []Invalidation {
+	out := invs
+	for i, inv := range invs {
+		if inv.Retire {
+			if &out[0] == &invs[0] {
+				out = append([]Invalidation(nil), invs...)
+			}
+			out[i].Version = 0
+		}
+	}
+	return out
+}
+
+// preparePublish asks a PipelinePublisher for the message to send in the
+// same pipeline as the tombstones (single node and failover clients only).
+func (c *Cache) preparePublish(h *pubHolder, invs []Invalidation) (*publication, func(sent, confirmed bool)) {
+	pp, ok := publisherOf(h).(PipelinePublisher)
+	if !ok || c.l2 == nil || !c.l2.ordered() {
+		return nil, nil
+	}
+	ch, payload, done := pp.PreparePublish(published(invs))
+	if done == nil {
+		return nil, nil
+	}
+	return &publication{channel: ch, payload: payload}, done
 }
 
 func publisherOf(h *pubHolder) Publisher {
@@ -111,38 +144,109 @@ func publisherOf(h *pubHolder) Publisher {
 // sent in the same round trip as the tombstones, right after them (single
 // node and failover clients only). PreparePublish returns the channel and
 // payload for invs, and a function the cache calls with whether the PUBLISH
-// succeeded; the publisher must retry what was not sent. A nil function
-// means "use Publish instead".
+// succeeded and whether Redis confirmed the tombstones; the publisher must
+// retry what was not sent, unless the tombstones were not confirmed (the
+// cache then tells it through UnconfirmedPublisher, and Publishes the keys
+// again if a retry confirms them). A nil function means "use Publish
+// instead".
 type PipelinePublisher interface {
 	Publisher
-	PreparePublish(invs []Invalidation) (channel string, payload []byte, done func(sent bool))
+	PreparePublish(invs []Invalidation) (channel string, payload []byte, done func(sent, confirmed bool))
 }
 
-// invalidateL2 writes the tombstones (and pub, if set) and replaces zero
-// versions in invs by the stamped ones. It reports whether every tombstone
-// reached Redis.
-func (c *Cache) invalidateL2(ctx context.Context, invs []Invalidation, pub *publication) bool {
+// invalidateL2 writes the tombstones (and pub, if set) within WriteTimeout,
+// retrying, and replaces zero versions in invs by the stamped ones. After a
+// first failed attempt other instances are told the keys are unconfirmed;
+// if no attempt succeeds the error wraps ErrInvalidationUnconfirmed and an
+// epoch bump is pending.
+func (c *Cache) invalidateL2(ctx context.Context, invs []Invalidation, pub *publication) error {
 	if c.l2 == nil {
-		return true
+		return nil
 	}
 	keys := make([]string, len(invs))
 	tombs := make([][]byte, len(invs))
+	modes := make([]string, len(invs))
 	expiry := c.opts.Clock.Now().Add(c.opts.TombstoneTTL).UnixNano()
 	for i, inv := range invs {
-		keys[i] = c.l2.key(inv.Key)
-		tombs[i] = appendEnvelope(nil, envelope{kind: KindTombstone, version: inv.Version, expiry: expiry})
+		keys[i] = inv.Key
+		e := envelope{kind: KindTombstone, version: inv.Version, schema: inv.Version, expiry: expiry}
+		switch {
+		case inv.Retire && !failpoint.Disabled(failpoint.GuardRetire):
+			modes[i] = "r"
+		case inv.Version == 0:
+			modes[i] = "s"
+		default:
+			modes[i] = "v"
+		}
+		tombs[i] = appendEnvelope(nil, e)
 	}
-	versions, written, err := c.l2.invalidateMany(ctx, keys, tombs, c.opts.TombstoneTTL, pub)
-	if err != nil {
-		return false
+	// The first attempt is bounded like a read, so that other instances
+	// hear of a slow Redis within about a bus window; the retries get longer.
+	deadline := time.Now().Add(c.opts.WriteTimeout)
+	attempt := c.opts.RedisTimeout
+	if failpoint.Disabled(failpoint.GuardWriteDeadline) {
+		deadline = time.Now() // one attempt, as a read
 	}
+	var err error
+	for n := 0; ; n++ {
+		var versions []uint64
+		var outcome []int
+		versions, outcome, err = c.l2.invalidateMany(ctx, keys, tombs, modes, c.opts.TombstoneTTL, min(attempt, max(time.Until(deadline), time.Millisecond)), pub)
+		if err == nil {
+			c.recordTombstones(invs, versions, outcome)
+			if n > 0 {
+				c.sus.remove(keys) // the publication that follows confirms them elsewhere
+			}
+			return nil
+		}
+		if n == 0 {
+			c.unconfirmed(ctx, invs)
+		}
+		pub = nil // the event went (or will go) out on its own
+		if !time.Now().Before(deadline) {
+			break
+		}
+		c.st.invRetries.add(1)
+		time.Sleep(min(20*time.Millisecond, time.Until(deadline)))
+		attempt = max(c.opts.WriteTimeout/4, c.opts.RedisTimeout)
+	}
+	c.st.unconfirmed.add(uint64(len(invs)))
+	c.pendingBump.Add(1)
+	c.st.pendingBumps.add(1)
+	select {
+	case c.kick <- struct{}{}:
+	default:
+	}
+	return fmt.Errorf("%w: %d key(s) after %v: %v", ErrInvalidationUnconfirmed, len(invs), c.opts.WriteTimeout, err)
+}
+
+// unconfirmed handles a first failed attempt: this instance stops reading
+// the keys from Redis, and other instances are told to.
+func (c *Cache) unconfirmed(ctx context.Context, invs []Invalidation) {
+	keys := make([]string, len(invs))
+	for i, inv := range invs {
+		keys[i] = inv.Key
+	}
+	c.sus.add(keys, c.opts.Clock.Now().Add(c.opts.L2TTL).UnixNano())
+	if up, ok := publisherOf(c.pub.Load()).(UnconfirmedPublisher); ok {
+		up.PublishUnconfirmed(ctx, published(invs))
+	}
+}
+
+// recordTombstones replaces zero versions in invs by the stamped ones and
+// counts the outcomes.
+func (c *Cache) recordTombstones(invs []Invalidation, versions []uint64, outcome []int) {
 	for i := range invs {
-		invs[i].Version = versions[i]
-		if written[i] {
+		if !invs[i].Retire {
+			invs[i].Version = versions[i]
+		}
+		switch outcome[i] {
+		case tombWritten:
 			c.st.tombstones.add(1)
+		case tombDeleted:
+			c.st.oomDeletes.add(1)
 		}
 	}
-	return true
 }
 
 // EvictLocal applies an invalidation to this process only: it evicts key
@@ -154,6 +258,7 @@ func (c *Cache) EvictLocal(key string, version uint64) {
 	if c == nil || checkKey(key) != nil {
 		return
 	}
+	key, _ = storeKey(key)
 	c.st.localEvictions.add(1)
 	c.evictLocal(key, version)
 }
@@ -164,6 +269,15 @@ func (c *Cache) evictLocal(key string, version uint64) {
 	}
 	if !failpoint.Disabled(failpoint.GuardForget) {
 		c.forget(key)
+	}
+}
+
+// ConfirmRemote tells the cache that keys another instance had announced as
+// unconfirmed are now invalidated in Redis: they may be read from Redis
+// again.
+func (c *Cache) ConfirmRemote(keys []string) {
+	if c != nil {
+		c.sus.remove(keys)
 	}
 }
 

@@ -18,13 +18,17 @@ import (
 // envelope stores them big-endian), which is exact for every uint64 and does
 // not depend on Lua's number type or the server's locale.
 const luaPrelude = `
+local ZERO = '\0\0\0\0\0\0\0\0'
 local function ver(s)
-  if s and string.len(s) >= 42 and string.byte(s, 1) == 201 then
+  if s and string.len(s) >= 42 and (string.byte(s, 1) == 201 or string.byte(s, 1) == 202) then
     return string.sub(s, 3, 10)
   end
   return nil
 end
+local function kind(s) return string.byte(s, 2) end
 local function epoch(s) return string.sub(s, 27, 34) end
+local function floor(s) return string.sub(s, 19, 26) end
+local function schema(s) return string.sub(s, 19, 26) end
 local function older(a, b)
   for i = 1, 8 do
     local x, y = string.byte(a, i), string.byte(b, i)
@@ -39,35 +43,86 @@ local function current(k)
 end
 `
 
-// fillScript stores ARGV[1] (an envelope) under KEYS[1] with TTL ARGV[2] ms,
-// unless the stored entry has a newer version, or the same version from a
-// newer epoch (ARGV[3] == '1' enables the check). Tombstones carry epoch 0,
-// so a fill at a tombstone's version always replaces it. Returns 1 if
-// stored, 0 if rejected as stale.
+// readScript is the read of a key (KEYS[1]) and, on a miss, its lease
+// (KEYS[2]) in one round trip. A value of schema ARGV[1] or a not-found, not
+// expired at ARGV[3] and not from an epoch before ARGV[2], is a hit: {'h',
+// entry}. Otherwise, with ARGV[6] == '1', the caller asks for the lease: it
+// gets it ({'l', entry}: ARGV[4] is now the key's lease, for ARGV[5] ms)
+// unless another load holds it ({'w', entry}: wait for its fill) or Redis
+// refuses to store it ({'n', entry}). entry is what the key holds, if any. A
+// key of another Redis type is deleted ({'x'}).
+var readScript = redis.NewScript(luaPrelude + `
+local ok, v = pcall(redis.call, 'GET', KEYS[1])
+if not ok then redis.call('DEL', KEYS[1]) return {'x', false} end
+if v and ver(v) then
+  local k = kind(v)
+  if k == 1 or k == 3 then
+    local exp = string.sub(v, 11, 18)
+    if (exp == ZERO or older(ARGV[3], exp)) and not older(epoch(v), ARGV[2]) and (k == 3 or schema(v) == ARGV[1]) then
+      return {'h', v}
+    end
+  end
+end
+if ARGV[6] ~= '1' then return {'n', v or false} end
+local ok, held = pcall(redis.call, 'GET', KEYS[2])
+if ok and held then return {'w', v or false} end
+if pcall(redis.call, 'SET', KEYS[2], ARGV[4], 'PX', ARGV[5]) then return {'l', v or false} end
+return {'n', v or false}
+`)
+
+// fillScript stores the envelope ARGV[1] under KEYS[1] with TTL ARGV[2] ms
+// only while the lease KEYS[2] still holds the load's token ARGV[3] (an
+// invalidation, an eviction, a restart or a failover voids it: the fill is
+// then dropped), and only if it is not older than what is stored: a value of
+// a newer version (or the same version from a newer epoch), or a tombstone
+// whose floor is above it. ARGV[4] and ARGV[5] == '1' enable the lease and
+// the version checks. The lease is consumed. Returns 1 if stored, 0 if not.
 var fillScript = redis.NewScript(luaPrelude + `
+if ARGV[4] == '1' then
+  local ok, held = pcall(redis.call, 'GET', KEYS[2])
+  if not ok or held ~= ARGV[3] then return 0 end
+end
 local stored = current(KEYS[1])
-local cur = ver(stored)
-if ARGV[3] == '1' and cur then
+if ARGV[5] == '1' and ver(stored) then
   local new = string.sub(ARGV[1], 3, 10)
-  if older(new, cur) or (new == cur and older(epoch(ARGV[1]), epoch(stored))) then
+  if kind(stored) == 2 then
+    if older(new, floor(stored)) then return 0 end
+  elseif older(new, ver(stored)) or (new == ver(stored) and older(epoch(ARGV[1]), epoch(stored))) then
     return 0
   end
 end
-redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+if not pcall(redis.call, 'SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) then return 0 end
+redis.call('DEL', KEYS[2])
 return 1
 `)
 
-// invalidateScript leaves the tombstone ARGV[1] under KEYS[1] with TTL
-// ARGV[2] ms. A zero version in the tombstone asks for a stamp: the version
-// becomes max(stored + 1, server time in µs). Otherwise the stored entry is
-// kept when it is already at that version or newer (ARGV[3] == '1' enables the
-// check), so an invalidation never lowers the version. Returns {version as 8
-// bytes, 1 if written else 0}.
+// invalidateScript records a committed write of KEYS[1]: it voids the key's
+// lease (KEYS[2]), so no load that began before the write can fill, and
+// leaves the tombstone ARGV[1] for ARGV[2] ms. A tombstone carries a version
+// (the highest write seen, ordering out-of-order invalidations) and a floor
+// (the lowest version a fill may carry). ARGV[4] is the mode:
+//
+//   - 'v': versioned; version and floor are the tombstone's, raised to what
+//     is stored (an invalidation never lowers either; ARGV[3] == '1'
+//     enables that rule), and a stored value already at that version or
+//     newer is kept;
+//   - 's': stamped (unversioned rows): version and floor become
+//     max(stored + 1, server time in µs);
+//   - 'r': retire (a write made around the library, whose version may not
+//     have moved): the version is stamped above everything stored, the floor
+//     is the tombstone's.
+//
+// When Redis refuses to store the tombstone (maxmemory with noeviction), the
+// entry is deleted instead: DEL frees memory, and with the lease voided no
+// older load can bring the row back. Returns {version as 8 bytes, 1 if
+// written, 0 if kept, 2 if deleted}.
 var invalidateScript = redis.NewScript(luaPrelude + `
 local tomb = ARGV[1]
-local v = string.sub(tomb, 3, 10)
-local cur = ver(current(KEYS[1]))
-if v == '\0\0\0\0\0\0\0\0' then
+local stored = current(KEYS[1])
+local cur = ver(stored)
+pcall(redis.call, 'DEL', KEYS[2])
+local v, f = string.sub(tomb, 3, 10), floor(tomb)
+if ARGV[4] ~= 'v' then
   local c = 0
   if cur then for i = 1, 8 do c = c * 256 + string.byte(cur, i) end end
   local t = redis.call('TIME')
@@ -75,12 +130,29 @@ if v == '\0\0\0\0\0\0\0\0' then
   local b = {}
   for i = 8, 1, -1 do b[i] = string.char(n % 256); n = math.floor(n / 256) end
   v = table.concat(b)
-  tomb = string.sub(tomb, 1, 2) .. v .. string.sub(tomb, 11)
-elseif ARGV[3] == '1' and cur and not older(cur, v) then
-  return {v, 0}
+  if ARGV[4] == 's' then f = v end
+elseif ARGV[3] == '1' and cur then
+  if kind(stored) ~= 2 then
+    if not older(cur, v) then return {v, 0} end
+  else
+    local sf = floor(stored)
+    if not older(cur, v) then v = cur end
+    if not older(sf, f) then f = sf end
+    if v == cur and f == sf then return {v, 0} end
+  end
 end
-redis.call('SET', KEYS[1], tomb, 'PX', ARGV[2])
-return {v, 1}
+tomb = string.sub(tomb, 1, 2) .. v .. string.sub(tomb, 11, 18) .. f .. string.sub(tomb, 27)
+if pcall(redis.call, 'SET', KEYS[1], tomb, 'PX', ARGV[2]) then return {v, 1} end
+if ARGV[5] == '1' then redis.call('DEL', KEYS[1]) end
+return {v, 2}
+`)
+
+// releaseScript gives up the lease KEYS[1] if it still holds ARGV[1]: a
+// load that will not fill lets the others load at once.
+var releaseScript = redis.NewScript(`
+local ok, v = pcall(redis.call, 'GET', KEYS[1])
+if ok and v == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
 `)
 
 // deleteIfScript deletes KEYS[1] only if it still holds ARGV[1]: corrupt bytes
@@ -91,17 +163,29 @@ if (not ok) or v == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
 `)
 
-// epochScript returns the namespace epoch, creating it from the server clock
-// (ms) if absent; with ARGV[1] == 'bump' it first raises it to
-// max(epoch + 1, now). Epochs are therefore never reused, even after Redis
-// loses its data. The key lives ARGV[2] ms from its last read: longer than
-// any entry of its epoch, so it only expires once they all have.
+// epochScript returns the namespace epoch (KEYS[1]), creating it from the
+// server clock (ms) if absent. ARGV[1] is the mode: 'read'; 'bump', which
+// first raises it; or 'incarnation', which raises it unless the marker
+// KEYS[2] of the server's current identity exists (and keeps the marker
+// alive), and then sets it, so that
+// every instance noticing one restart, failover or restore moves the
+// namespace to one new epoch. A raised epoch is max(epoch + 1, now, ARGV[3]
+// + 1), ARGV[3] being the highest epoch the caller has seen: epochs are
+// never reused, even after Redis restarts from an older snapshot. The keys
+// live ARGV[2] ms from their last use: longer than any entry of the epoch.
 var epochScript = redis.NewScript(`
 local e = tonumber(redis.call('GET', KEYS[1]) or '0') or 0
-if e == 0 or ARGV[1] == 'bump' then
+local raise = e == 0 or ARGV[1] == 'bump'
+if ARGV[1] == 'incarnation' then
+  if redis.call('PEXPIRE', KEYS[2], ARGV[2]) == 0 then
+    raise = true
+    redis.call('SET', KEYS[2], '1', 'PX', ARGV[2])
+  end
+end
+if raise then
   local t = redis.call('TIME')
   local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-  e = math.max(e + 1, now)
+  e = math.max(e + 1, now, (tonumber(ARGV[3]) or 0) + 1)
 end
 redis.call('SET', KEYS[1], string.format('%d', e), 'PX', ARGV[2])
 return string.format('%d', e)
@@ -116,11 +200,20 @@ type l2 struct {
 	epochTTL time.Duration // lifetime of the epoch key from its last read
 	br       breaker
 	epoch    atomic.Uint64 // the namespace epoch in use; 0 = not known yet
+	maxEpoch atomic.Uint64 // the highest epoch seen, so that none is ever reused
 	errors   *counter      // Stats.RedisErrors
 }
 
 // setEpoch adopts epoch n and reports whether it changed.
-func (l *l2) setEpoch(n uint64) (changed bool) { return l.epoch.Swap(n) != n }
+func (l *l2) setEpoch(n uint64) (changed bool) {
+	for {
+		m := l.maxEpoch.Load()
+		if n <= m || l.maxEpoch.CompareAndSwap(m, n) {
+			break
+		}
+	}
+	return l.epoch.Swap(n) != n
+}
 
 // key is the Redis key of a cache key. The braces make the key its own
 // Redis Cluster hash tag. The epoch is not part of the key but of the
@@ -128,7 +221,15 @@ func (l *l2) setEpoch(n uint64) (changed bool) { return l.epoch.Swap(n) != n }
 // that has not yet learnt of a bump still rejects stale fills.
 func (l *l2) key(k string) string { return l.prefix + k + "}" }
 
-func (l *l2) epochKey() string { return l.ns + ":epoch" }
+// leaseKey is the key of k's lease: the token of the one load allowed to
+// fill k. It shares k's hash tag, so scripts touch both in one slot.
+func (l *l2) leaseKey(k string) string { return l.prefix + k + "}:lease" }
+
+// epochKey and markerKey (the "this server identity has been seen" marker
+// of incarnation) share a hash tag no cache key can have (cache keys start
+// with "<ns>:{").
+func (l *l2) epochKey() string            { return l.ns + ":epoch{e}" }
+func (l *l2) markerKey(inc string) string { return l.ns + ":incarnation{e}:" + inc }
 
 // call runs f with the per-call timeout and feeds the breaker. It returns
 // errUnavailable without calling f while the breaker is open.
@@ -178,60 +279,134 @@ func isOutage(err error) bool {
 	return true // network errors, timeouts, closed client
 }
 
-// get reads key's raw bytes; (nil, nil) means absent. A key holding
-// another Redis type is reported as errWrongType: foreign data, not an outage.
-func (l *l2) get(ctx context.Context, key string) ([]byte, error) {
+// readStatus is what readScript found.
+type readStatus byte
+
+const (
+	readHit   readStatus = 'h' // a usable entry
+	readLease readStatus = 'l' // a miss, and this load holds the lease
+	readWait  readStatus = 'w' // a miss, and another load holds the lease
+	readNone  readStatus = 'n' // a miss without a lease (none asked, or Redis refused one)
+	readWrong readStatus = 'x' // the key held another Redis type: deleted, read again
+)
+
+// readArgs are the arguments of one readScript call.
+type readArgs struct {
+	schema, epoch uint64
+	now           int64
+	token         string // "" = ask for no lease
+	leaseTTL      time.Duration
+}
+
+func (a readArgs) list() []any {
+	var b [24]byte
+	binary.BigEndian.PutUint64(b[0:], a.schema)
+	binary.BigEndian.PutUint64(b[8:], a.epoch)
+	binary.BigEndian.PutUint64(b[16:], uint64(a.now))
+	want := "0"
+	if a.token != "" {
+		want = "1"
+	}
+	return []any{b[0:8], b[8:16], b[16:24], a.token, a.leaseTTL.Milliseconds(), want}
+}
+
+// read runs readScript for key: the status and the bytes key holds (nil if
+// none).
+func (l *l2) read(ctx context.Context, key string, a readArgs) (readStatus, []byte, error) {
+	var st readStatus
 	var b []byte
-	wrongType := false
 	err := l.call(ctx, func(ctx context.Context) error {
-		var err error
-		b, err = l.rdb.Get(ctx, key).Bytes()
-		if redis.HasErrorPrefix(err, "WRONGTYPE") {
-			wrongType = true
-			return nil
+		res, err := readScript.Run(ctx, l.rdb, []string{l.key(key), l.leaseKey(key)}, a.list()...).Result()
+		if err != nil {
+			return err
 		}
+		st, b, err = parseRead(res)
 		return err
 	})
-	switch {
-	case wrongType:
-		return nil, errWrongType
-	case errors.Is(err, redis.Nil):
-		return nil, nil
+	return st, b, err
+}
+
+func parseRead(res any) (readStatus, []byte, error) {
+	pair, _ := res.([]any)
+	if len(pair) != 2 {
+		return 0, nil, errBadReply
 	}
-	return b, err
+	s, _ := pair[0].(string)
+	if len(s) != 1 {
+		return 0, nil, errBadReply
+	}
+	var b []byte
+	if v, ok := pair[1].(string); ok {
+		b = []byte(v)
+	}
+	return readStatus(s[0]), b, nil
+}
+
+// readMany runs readScript for every key in one pipeline (split per node by
+// cluster clients); tokens[i] is key i's lease token ("" for none).
+func (l *l2) readMany(ctx context.Context, keys []string, a readArgs, tokens []string) ([]readStatus, [][]byte, error) {
+	sts, out := make([]readStatus, len(keys)), make([][]byte, len(keys))
+	err := l.call(ctx, func(ctx context.Context) error {
+		res, err := evalMany(ctx, l.rdb, readScript, len(keys), func(i int) []string { return []string{l.key(keys[i]), l.leaseKey(keys[i])} },
+			func(i int) []any { ai := a; ai.token = tokens[i]; return ai.list() }, nil)
+		if err != nil {
+			return err
+		}
+		for i, r := range res {
+			if sts[i], out[i], err = parseRead(r); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	return sts, out, err
 }
 
 var errWrongType = errors.New("gormcache: key holds another Redis type")
 
-// fill stores the envelope b under key if it is not older than what is
-// there. It reports whether it was stored.
-func (l *l2) fill(ctx context.Context, key string, b []byte, ttl time.Duration) (bool, error) {
+// fill stores the envelope b under key while the lease still holds token,
+// and if it is not older than what is there. It reports whether it was
+// stored.
+func (l *l2) fill(ctx context.Context, key, token string, b []byte, ttl time.Duration) (bool, error) {
 	var ok int64
 	err := l.call(ctx, func(ctx context.Context) error {
 		var err error
-		ok, err = fillScript.Run(ctx, l.rdb, []string{key}, b, ttl.Milliseconds(), guardArg(failpoint.GuardL2Fill)).Int64()
+		ok, err = fillScript.Run(ctx, l.rdb, []string{l.key(key), l.leaseKey(key)}, b, ttl.Milliseconds(), token,
+			guardArg(failpoint.GuardLease), guardArg(failpoint.GuardL2Fill)).Int64()
 		return err
 	})
 	return ok == 1, err
 }
 
-// deleteIf removes key if it still holds b.
-func (l *l2) deleteIf(ctx context.Context, key string, b []byte) error {
+// release gives up key's lease if it still holds token.
+func (l *l2) release(ctx context.Context, key, token string) error {
 	return l.call(ctx, func(ctx context.Context) error {
-		return deleteIfScript.Run(ctx, l.rdb, []string{key}, b).Err()
+		return releaseScript.Run(ctx, l.rdb, []string{l.leaseKey(key)}, token).Err()
 	})
 }
 
-// readEpoch returns the namespace epoch, bumping it first if bump is set.
-func (l *l2) readEpoch(ctx context.Context, bump bool) (uint64, error) {
-	arg := "read"
-	if bump {
-		arg = "bump"
-	}
+// deleteIf removes key's entry if it still holds b.
+func (l *l2) deleteIf(ctx context.Context, key string, b []byte) error {
+	return l.call(ctx, func(ctx context.Context) error {
+		return deleteIfScript.Run(ctx, l.rdb, []string{l.key(key)}, b).Err()
+	})
+}
+
+// Epoch modes of readEpoch.
+const (
+	epochRead        = "read"
+	epochBump        = "bump"
+	epochIncarnation = "incarnation"
+)
+
+// readEpoch returns the namespace epoch after mode (epochRead, epochBump, or
+// epochIncarnation with the server identity inc).
+func (l *l2) readEpoch(ctx context.Context, mode, inc string) (uint64, error) {
 	var s string
 	err := l.call(ctx, func(ctx context.Context) error {
 		var err error
-		s, err = epochScript.Run(ctx, l.rdb, []string{l.epochKey()}, arg, l.epochTTL.Milliseconds()).Text()
+		s, err = epochScript.Run(ctx, l.rdb, []string{l.epochKey(), l.markerKey(inc)}, mode, l.epochTTL.Milliseconds(),
+			strconv.FormatUint(l.maxEpoch.Load(), 10)).Text()
 		return err
 	})
 	if err != nil {
@@ -244,38 +419,14 @@ func (l *l2) readEpoch(ctx context.Context, bump bool) (uint64, error) {
 	return n, nil
 }
 
-// getMany reads keys in one pipeline (split per node by cluster clients).
-// Absent keys yield nil. A failed pipeline reports its error for all.
-func (l *l2) getMany(ctx context.Context, keys []string) ([][]byte, error) {
-	out := make([][]byte, len(keys))
-	err := l.call(ctx, func(ctx context.Context) error {
-		pipe := l.rdb.Pipeline()
-		cmds := make([]*redis.StringCmd, len(keys))
-		for i, k := range keys {
-			cmds[i] = pipe.Get(ctx, k)
-		}
-		if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
-			return err
-		}
-		for i, c := range cmds {
-			if b, err := c.Bytes(); err == nil {
-				out[i] = b
-			}
-		}
-		return nil
-	})
-	return out, err
-}
-
 // fillMany runs the fill script for each key in one pipeline. accepted[i]
 // reports whether entry i was stored.
-func (l *l2) fillMany(ctx context.Context, keys []string, entries [][]byte, ttls []time.Duration) ([]bool, error) {
-	guard := guardArg(failpoint.GuardL2Fill)
+func (l *l2) fillMany(ctx context.Context, keys, tokens []string, entries [][]byte, ttls []time.Duration) ([]bool, error) {
+	lease, guard := guardArg(failpoint.GuardLease), guardArg(failpoint.GuardL2Fill)
 	accepted := make([]bool, len(keys))
 	err := l.call(ctx, func(ctx context.Context) error {
-		res, err := evalMany(ctx, l.rdb, fillScript, keys, func(i int) []any {
-			return []any{entries[i], ttls[i].Milliseconds(), guard}
-		}, nil)
+		res, err := evalMany(ctx, l.rdb, fillScript, len(keys), func(i int) []string { return []string{l.key(keys[i]), l.leaseKey(keys[i])} },
+			func(i int) []any { return []any{entries[i], ttls[i].Milliseconds(), tokens[i], lease, guard} }, nil)
 		for i, r := range res {
 			accepted[i] = r == int64(1)
 		}
@@ -292,14 +443,23 @@ type publication struct {
 	sent    bool // set by invalidateMany
 }
 
-// invalidateMany runs the invalidate script for each key in one pipeline and
-// returns the version each tombstone stands for and whether it was written.
-// If pub is set, its PUBLISH follows the scripts in the same pipeline; when a
-// script has to be re-sent (NOSCRIPT), so is the PUBLISH, after it, so no
-// subscriber can act on the message before the tombstone exists.
-func (l *l2) invalidateMany(ctx context.Context, keys []string, tombs [][]byte, ttl time.Duration, pub *publication) ([]uint64, []bool, error) {
-	guard := guardArg(failpoint.GuardL2Max)
-	versions, written := make([]uint64, len(keys)), make([]bool, len(keys))
+// Outcomes of one key's invalidation in Redis.
+const (
+	tombKept    = 0 // a newer tombstone or value was there already
+	tombWritten = 1
+	tombDeleted = 2 // Redis refused the tombstone (out of memory): the entry was deleted
+)
+
+// invalidateMany runs the invalidate script for each key in one pipeline,
+// bounded by timeout and outside the breaker (a write's invalidation is
+// tried even while reads skip Redis), and returns the version each
+// tombstone stands for and its outcome. If pub is set, its PUBLISH follows
+// the scripts in the same pipeline; when a script has to be re-sent
+// (NOSCRIPT), so is the PUBLISH, after it, so no subscriber can act on the
+// message before the tombstone exists.
+func (l *l2) invalidateMany(ctx context.Context, keys []string, tombs [][]byte, modes []string, ttl, timeout time.Duration, pub *publication) ([]uint64, []int, error) {
+	guard, oom := guardArg(failpoint.GuardL2Max), guardArg(failpoint.GuardOOMDelete)
+	versions, outcome := make([]uint64, len(keys)), make([]int, len(keys))
 	var after func(redis.Pipeliner) func()
 	if pub != nil {
 		after = func(pipe redis.Pipeliner) func() {
@@ -307,28 +467,32 @@ func (l *l2) invalidateMany(ctx context.Context, keys []string, tombs [][]byte, 
 			return func() { pub.sent = cmd.Err() == nil } // the publisher retries if not
 		}
 	}
-	err := l.call(ctx, func(ctx context.Context) error {
-		res, err := evalMany(ctx, l.rdb, invalidateScript, keys, func(i int) []any {
-			return []any{tombs[i], ttl.Milliseconds(), guard}
-		}, after)
-		if err != nil {
-			return err
+	cctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	res, err := evalMany(cctx, l.rdb, invalidateScript, len(keys), func(i int) []string { return []string{l.key(keys[i]), l.leaseKey(keys[i])} },
+		func(i int) []any { return []any{tombs[i], ttl.Milliseconds(), guard, modes[i], oom} }, after)
+	if err != nil {
+		l.errors.add(1)
+		if isOutage(err) {
+			l.br.failure()
 		}
-		for i, r := range res {
-			pair, _ := r.([]any)
-			if len(pair) != 2 {
-				return errBadReply
-			}
-			vs, _ := pair[0].(string)
-			if len(vs) != 8 {
-				return errBadReply
-			}
-			versions[i] = binary.BigEndian.Uint64([]byte(vs))
-			written[i] = pair[1] == int64(1)
+		return nil, nil, err
+	}
+	l.br.success()
+	for i, r := range res {
+		pair, _ := r.([]any)
+		if len(pair) != 2 {
+			return nil, nil, errBadReply
 		}
-		return nil
-	})
-	return versions, written, err
+		vs, _ := pair[0].(string)
+		n, _ := pair[1].(int64)
+		if len(vs) != 8 {
+			return nil, nil, errBadReply
+		}
+		versions[i] = binary.BigEndian.Uint64([]byte(vs))
+		outcome[i] = int(n)
+	}
+	return versions, outcome, nil
 }
 
 // ordered reports whether one pipeline's commands run in order on one
@@ -342,14 +506,15 @@ func (l *l2) ordered() bool {
 
 var errBadReply = errors.New("gormcache: unexpected reply from a cache script")
 
-// evalMany runs s once per key in one pipeline (split per node by cluster
-// clients) and retries with EVAL the commands that met NOSCRIPT, as after a
-// Redis restart or failover. res[i] is the reply for keys[i]. after, if not
-// nil, appends a command to every pipeline sent (after the scripts) and
-// returns what to run once the pipeline has been executed.
-func evalMany(ctx context.Context, rdb redis.UniversalClient, s *redis.Script, keys []string, args func(i int) []any, after func(redis.Pipeliner) func()) ([]any, error) {
-	res := make([]any, len(keys))
-	idx := make([]int, len(keys))
+// evalMany runs s n times in one pipeline (split per node by cluster
+// clients), with the keys and args of call i, and retries with EVAL the
+// commands that met NOSCRIPT, as after a Redis restart or failover. res[i]
+// is the reply of call i. after, if not nil, appends a command to every
+// pipeline sent (after the scripts) and returns what to run once the
+// pipeline has been executed.
+func evalMany(ctx context.Context, rdb redis.UniversalClient, s *redis.Script, n int, keys func(i int) []string, args func(i int) []any, after func(redis.Pipeliner) func()) ([]any, error) {
+	res := make([]any, n)
+	idx := make([]int, n)
 	for i := range idx {
 		idx[i] = i
 	}
@@ -358,9 +523,9 @@ func evalMany(ctx context.Context, rdb redis.UniversalClient, s *redis.Script, k
 		cmds := make([]*redis.Cmd, len(idx))
 		for j, i := range idx {
 			if sha {
-				cmds[j] = s.EvalSha(ctx, pipe, []string{keys[i]}, args(i)...)
+				cmds[j] = s.EvalSha(ctx, pipe, keys(i), args(i)...)
 			} else {
-				cmds[j] = s.Eval(ctx, pipe, []string{keys[i]}, args(i)...)
+				cmds[j] = s.Eval(ctx, pipe, keys(i), args(i)...)
 			}
 		}
 		var check func()

@@ -1,6 +1,7 @@
 package cache
 
 import (
+	"log/slog"
 	"strings"
 	"time"
 
@@ -22,9 +23,18 @@ const (
 	DefaultRedisRetryAfter = time.Second
 	DefaultLoadTimeout     = 10 * time.Second
 	DefaultEpochInterval   = time.Second
+	DefaultLeaseTTL        = 2 * time.Second
+	DefaultLeaseWait       = 100 * time.Millisecond
+	DefaultWriteTimeout    = time.Second
+	DefaultServerCheck     = 50 * time.Millisecond
 
 	// MaxKeyLen is the longest key accepted, in bytes.
-	MaxKeyLen = 1024
+	MaxKeyLen = 64 << 10
+	// MaxStoredKeyLen is the longest key stored as it is; a longer key is
+	// stored (and announced to other instances) under "#" and its SHA-256 in
+	// hex, and its entries carry the original, so that a collision would be
+	// a miss, never another key's value.
+	MaxStoredKeyLen = 1024
 )
 
 // Options configures a Cache. The zero value of every field means its
@@ -41,7 +51,8 @@ type Options struct {
 	// deadline RedisTimeout puts on each call, and New refuses them.
 	Redis redis.UniversalClient
 
-	// Namespace prefixes every Redis key ("<ns>:<epoch>:{<key>}") and names
+	// Namespace prefixes every Redis key ("<ns>:{<key>}", its lease
+	// "<ns>:{<key>}:lease", the epoch "<ns>:epoch{e}") and names
 	// the invalidation channel. Default DefaultNamespace. It must not contain
 	// '{', '}' or whitespace.
 	Namespace string
@@ -98,6 +109,33 @@ type Options struct {
 	// EpochInterval is how often the namespace epoch is re-read from Redis
 	// (and a pending epoch bump retried). Default 1 second.
 	EpochInterval time.Duration
+
+	// LeaseTTL is how long the lease a load takes with its Redis miss lasts:
+	// only that load may fill the key meanwhile (an invalidation voids the
+	// lease, and a fill without an intact lease is dropped), and other
+	// instances missing the same key wait for its fill instead of querying
+	// the database too. Default 2 seconds.
+	LeaseTTL time.Duration
+	// LeaseWait is how long a load that finds another load's lease waits
+	// for that load's fill before reading the database itself (without
+	// filling). Default 100 ms; negative means never wait.
+	LeaseWait time.Duration
+	// WriteTimeout bounds a write's invalidation in Redis, retried within
+	// it: longer than RedisTimeout, because a lost invalidation costs more
+	// than a slow read. When it passes, Invalidate returns an error wrapping
+	// ErrInvalidationUnconfirmed. Default 1 second.
+	WriteTimeout time.Duration
+	// ServerCheckInterval is how often the identity of the Redis server
+	// (run_id and replication id, from INFO) is verified. A new identity (a
+	// restart, a failover, a restore from a snapshot) moves the namespace to
+	// a new epoch and flushes L1, and Redis is only read within three
+	// intervals of the last successful check. Default 50 ms.
+	ServerCheckInterval time.Duration
+
+	// Logger receives state changes (never one line per read): server
+	// identity changes, epoch bumps, an evicting maxmemory-policy, Redis
+	// marked down and back. Default: nothing is logged.
+	Logger *slog.Logger
 }
 
 func (o Options) withDefaults() Options {
@@ -148,6 +186,23 @@ func (o Options) withDefaults() Options {
 	if o.EpochInterval == 0 {
 		o.EpochInterval = DefaultEpochInterval
 	}
+	if o.LeaseTTL == 0 {
+		o.LeaseTTL = DefaultLeaseTTL
+	}
+	if o.LeaseWait == 0 {
+		o.LeaseWait = DefaultLeaseWait
+	} else if o.LeaseWait < 0 {
+		o.LeaseWait = 0
+	}
+	if o.WriteTimeout == 0 {
+		o.WriteTimeout = DefaultWriteTimeout
+	}
+	if o.ServerCheckInterval == 0 {
+		o.ServerCheckInterval = DefaultServerCheck
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
 	return o
 }
 
@@ -176,6 +231,7 @@ func (o Options) validate() error {
 		{"L1TTL", o.L1TTL}, {"L2TTL", o.L2TTL}, {"TombstoneTTL", o.TombstoneTTL},
 		{"RedisTimeout", o.RedisTimeout}, {"RedisRetryAfter", o.RedisRetryAfter},
 		{"LoadTimeout", o.LoadTimeout}, {"EpochInterval", o.EpochInterval},
+		{"LeaseTTL", o.LeaseTTL}, {"WriteTimeout", o.WriteTimeout}, {"ServerCheckInterval", o.ServerCheckInterval},
 	} {
 		if d.v < 0 {
 			return invalidOption("%s = %v is negative", d.name, d.v)
@@ -186,6 +242,12 @@ func (o Options) validate() error {
 	}
 	if o.TombstoneTTL <= o.LoadTimeout {
 		return invalidOption("TombstoneTTL = %v must exceed LoadTimeout = %v, or a slow load could outlive the tombstone that rejects it", o.TombstoneTTL, o.LoadTimeout)
+	}
+	if o.LeaseTTL < time.Millisecond {
+		return invalidOption("LeaseTTL = %v must be at least 1ms (Redis PX resolution)", o.LeaseTTL)
+	}
+	if o.WriteTimeout < o.RedisTimeout {
+		return invalidOption("WriteTimeout = %v must not be shorter than RedisTimeout = %v", o.WriteTimeout, o.RedisTimeout)
 	}
 	if o.TTLJitter >= 1 {
 		return invalidOption("TTLJitter = %v must be below 1", o.TTLJitter)

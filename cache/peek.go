@@ -23,6 +23,7 @@ func (c *Cache) Peek(ctx context.Context, key string) (l1, l2 TierEntry, err err
 	if err := c.check(key); err != nil {
 		return l1, l2, err
 	}
+	key, _ = storeKey(key)
 	now := c.opts.Clock.Now().UnixNano()
 	describe := func(b []byte) TierEntry {
 		e, err := decodeEnvelope(b)

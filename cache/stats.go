@@ -31,6 +31,30 @@ type Stats struct {
 	EpochChanges      uint64 // epochs adopted after New
 	Epoch             uint64 // the namespace epoch in use
 	L1Entries         int    // entries in L1 now
+
+	// Incarnations counts changes of the Redis server's identity (restart,
+	// failover, restore), each a new epoch and an L1 flush.
+	Incarnations uint64
+	// LeaseWaits counts loads that found another load's lease and waited
+	// for its fill; LeaseFallbacks those of them that then read the source
+	// themselves (without filling).
+	LeaseWaits, LeaseFallbacks uint64
+	// OOMDeletes counts invalidations whose tombstone Redis refused (out of
+	// memory), which deleted the entry instead.
+	OOMDeletes uint64
+	// InvalidationRetries counts invalidation attempts retried within
+	// WriteTimeout; UnconfirmedInvalidations the invalidations that still
+	// failed (the write's caller got ErrInvalidationUnconfirmed).
+	InvalidationRetries, UnconfirmedInvalidations uint64
+	// Suspects counts keys other instances announced as unconfirmed, not
+	// read from Redis until confirmed.
+	Suspects uint64
+	// MaxmemoryPolicy is the server's maxmemory-policy ("" if unknown: no
+	// Redis, or CONFIG refused); anything but noeviction evicts keys.
+	MaxmemoryPolicy string
+	// ServerIdentity is the Redis server's identity last verified
+	// (run_id/replication id), "" if unknown or if INFO is refused.
+	ServerIdentity string
 }
 
 // counter is an atomic counter on its own cache line.
@@ -47,4 +71,6 @@ type stats struct {
 	rejected, tombstones, invalidations, localEvictions, flushes   counter
 	decodeErrors, schemaMismatch, l1Skips, redisErrors, redisSkips counter
 	pendingBumps, epochChanges                                     counter
+	incarnations, leaseWaits, leaseFallbacks, oomDeletes           counter
+	invRetries, unconfirmed, suspects                              counter
 }

@@ -55,6 +55,9 @@ type Bus struct {
 
 	gaps *gaps // per-origin sequence numbers awaited
 
+	suspectMu sync.Mutex        // protects suspects
+	suspects  map[string]string // unconfirmed key → the origin that will confirm it
+
 	st   stats
 	stop chan struct{}
 	wg   sync.WaitGroup

@@ -17,6 +17,11 @@ const (
 	KindInvalidate Kind = 1
 	// KindEpoch announces that the origin bumped the namespace epoch.
 	KindEpoch Kind = 2
+	// KindUnconfirmed carries keys the origin committed writes to but whose
+	// invalidation Redis did not confirm (yet): receivers evict them and stop
+	// reading them from Redis until a KindInvalidate of the same keys from the
+	// same origin confirms them, or the namespace epoch moves.
+	KindUnconfirmed Kind = 3
 )
 
 // Event is one message on the bus: the invalidations of one committed
@@ -76,7 +81,7 @@ func appendString(dst []byte, s string) []byte {
 
 func (e Event) validate() error {
 	switch {
-	case e.Kind != KindInvalidate && e.Kind != KindEpoch:
+	case e.Kind != KindInvalidate && e.Kind != KindEpoch && e.Kind != KindUnconfirmed:
 		return fmt.Errorf("%w: kind %d", ErrBadEvent, e.Kind)
 	case e.Origin == "" || len(e.Origin) > MaxOrigin:
 		return fmt.Errorf("%w: origin of %d bytes", ErrBadEvent, len(e.Origin))
@@ -86,13 +91,13 @@ func (e Event) validate() error {
 		return fmt.Errorf("%w: sequence 0", ErrBadEvent)
 	case len(e.Keys) > MaxKeys:
 		return fmt.Errorf("%w: %d keys", ErrBadEvent, len(e.Keys))
-	case e.Kind == KindInvalidate && len(e.Keys) == 0:
+	case (e.Kind == KindInvalidate || e.Kind == KindUnconfirmed) && len(e.Keys) == 0:
 		return fmt.Errorf("%w: invalidation without keys", ErrBadEvent)
 	case e.Kind == KindEpoch && (e.Epoch == 0 || len(e.Keys) != 0):
 		return fmt.Errorf("%w: malformed epoch event", ErrBadEvent)
 	}
 	for _, k := range e.Keys {
-		if k.Key == "" || len(k.Key) > cache.MaxKeyLen {
+		if k.Key == "" || len(k.Key) > cache.MaxStoredKeyLen {
 			return fmt.Errorf("%w: key of %d bytes", ErrBadEvent, len(k.Key))
 		}
 	}
@@ -122,7 +127,7 @@ func Decode(b []byte) (Event, error) {
 		e.Keys = make([]cache.Invalidation, n)
 	}
 	for i := range e.Keys {
-		e.Keys[i].Key = d.str(cache.MaxKeyLen)
+		e.Keys[i].Key = d.str(cache.MaxStoredKeyLen)
 		e.Keys[i].Version = d.uvarint()
 	}
 	if d.err != nil {

@@ -56,7 +56,7 @@ func TestEventRejects(t *testing.T) {
 		"no keys":   {Kind: KindInvalidate, Namespace: "n", Origin: "o", Seq: 1},
 		"seq 0":     {Kind: KindEpoch, Namespace: "n", Origin: "o", Epoch: 1},
 		"no origin": {Kind: KindEpoch, Namespace: "n", Seq: 1, Epoch: 1},
-		"long key":  {Kind: KindInvalidate, Namespace: "n", Origin: "o", Seq: 1, Keys: []cache.Invalidation{{Key: strings.Repeat("k", cache.MaxKeyLen+1)}}},
+		"long key":  {Kind: KindInvalidate, Namespace: "n", Origin: "o", Seq: 1, Keys: []cache.Invalidation{{Key: strings.Repeat("k", cache.MaxStoredKeyLen+1)}}},
 		"kind":      {Kind: 9, Namespace: "n", Origin: "o", Seq: 1},
 	} {
 		if _, err := Encode(nil, e); !errors.Is(err, ErrBadEvent) {

@@ -19,6 +19,17 @@ func (b *Bus) Publish(_ context.Context, invs []cache.Invalidation) {
 	}
 }
 
+// PublishUnconfirmed implements cache.UnconfirmedPublisher: other
+// instances stop reading invs' keys from Redis until this instance confirms
+// them (a later Publish of the keys) or the epoch moves.
+func (b *Bus) PublishUnconfirmed(_ context.Context, invs []cache.Invalidation) {
+	for len(invs) > 0 {
+		n := min(len(invs), MaxKeys)
+		b.enqueue(Event{Kind: KindUnconfirmed, Keys: invs[:n]})
+		invs = invs[n:]
+	}
+}
+
 // PublishEpoch implements cache.EpochPublisher: other instances re-read the
 // epoch as soon as they receive it.
 func (b *Bus) PublishEpoch(_ context.Context, epoch uint64) {
@@ -28,7 +39,7 @@ func (b *Bus) PublishEpoch(_ context.Context, epoch uint64) {
 // PreparePublish implements cache.PipelinePublisher: the cache sends the
 // event in the same round trip as the tombstones, right after them, and
 // reports whether it went out; the bus queues it for retry if not.
-func (b *Bus) PreparePublish(invs []cache.Invalidation) (string, []byte, func(sent bool)) {
+func (b *Bus) PreparePublish(invs []cache.Invalidation) (string, []byte, func(sent, confirmed bool)) {
 	if len(invs) > MaxKeys {
 		return "", nil, nil // too big for one event: use Publish
 	}
@@ -42,13 +53,19 @@ func (b *Bus) PreparePublish(invs []cache.Invalidation) (string, []byte, func(se
 	if !ok {
 		return "", nil, nil
 	}
-	return b.channel, payload, func(sent bool) {
-		if sent {
+	return b.channel, payload, func(sent, confirmed bool) {
+		switch {
+		case sent:
 			b.st.sent.Add(1)
-			return
+		case confirmed:
+			b.st.publishErrors.Add(1)
+			b.push(payload)
+		default:
+			// The tombstones are not confirmed: announcing the keys as
+			// invalidated would confirm them. The cache announces them as
+			// unconfirmed instead (PublishUnconfirmed).
+			b.st.publishErrors.Add(1)
 		}
-		b.st.publishErrors.Add(1)
-		b.push(payload)
 	}
 }
 

@@ -22,6 +22,9 @@ type Stats struct {
 	Recoveries    uint64 // times L1 was flushed and turned back on
 	ConnErrors    uint64 // subscription connection errors
 	EncodeErrors  uint64 // invalidations that could not be encoded
+	// UnconfirmedKeys counts keys other instances announced as written but
+	// not confirmed in Redis (not read from Redis here until confirmed).
+	UnconfirmedKeys uint64
 	// LagP50 and LagP99 summarise the time from publication (origin clock)
 	// to application here, over events from other instances.
 	LagP50, LagP99 time.Duration
@@ -31,7 +34,7 @@ type Stats struct {
 type stats struct {
 	sent, publishErrors, dropped, received, ownEvents, keysApplied atomic.Uint64
 	badEvents, gaps, subscribes, unhealthy, recoveries             atomic.Uint64
-	connErrors, encodeErrors                                       atomic.Uint64
+	connErrors, encodeErrors, unconfirmed                          atomic.Uint64
 	lag                                                            histogram
 }
 
@@ -45,8 +48,8 @@ func (b *Bus) Stats() Stats {
 		Received: b.st.received.Load(), OwnEvents: b.st.ownEvents.Load(), KeysApplied: b.st.keysApplied.Load(),
 		BadEvents: b.st.badEvents.Load(), Gaps: b.st.gaps.Load(), Subscribes: b.st.subscribes.Load(),
 		Unhealthy: b.st.unhealthy.Load(), Recoveries: b.st.recoveries.Load(), ConnErrors: b.st.connErrors.Load(),
-		EncodeErrors: b.st.encodeErrors.Load(),
-		LagP50:       b.st.lag.quantile(0.50), LagP99: b.st.lag.quantile(0.99), Healthy: b.Healthy(),
+		EncodeErrors: b.st.encodeErrors.Load(), UnconfirmedKeys: b.st.unconfirmed.Load(),
+		LagP50: b.st.lag.quantile(0.50), LagP99: b.st.lag.quantile(0.99), Healthy: b.Healthy(),
 	}
 }
 

@@ -89,12 +89,55 @@ func (b *Bus) apply(payload []byte) {
 		for _, k := range e.Keys {
 			b.c.EvictLocal(k.Key, k.Version)
 		}
+		b.confirm(e)
 		b.st.keysApplied.Add(uint64(len(e.Keys)))
+	case KindUnconfirmed:
+		keys := make([]string, len(e.Keys))
+		for i, k := range e.Keys {
+			keys[i] = k.Key
+		}
+		b.suspectMu.Lock()
+		if b.suspects == nil {
+			b.suspects = map[string]string{}
+		}
+		for _, k := range keys {
+			if len(b.suspects) < maxTracked {
+				b.suspects[k] = e.Origin
+			}
+		}
+		b.suspectMu.Unlock()
+		b.c.SuspectRemote(keys)
+		b.st.unconfirmed.Add(uint64(len(keys)))
 	}
 	lag := time.Duration(time.Now().UnixNano() - e.SentAt)
 	b.st.lag.record(lag)
 	if b.opts.OnApply != nil {
 		b.opts.OnApply(e, lag)
+	}
+}
+
+// maxTracked bounds the unconfirmed keys whose confirmation the bus waits
+// for; keys beyond it stay unread from Redis until the epoch moves.
+const maxTracked = 10000
+
+// confirm lets the cache read from Redis again the keys of e that e's origin
+// had announced as unconfirmed: a later invalidation from the same origin
+// means its retry reached Redis.
+func (b *Bus) confirm(e Event) {
+	b.suspectMu.Lock()
+	defer b.suspectMu.Unlock()
+	if len(b.suspects) == 0 {
+		return
+	}
+	var ok []string
+	for _, k := range e.Keys {
+		if b.suspects[k.Key] == e.Origin {
+			delete(b.suspects, k.Key)
+			ok = append(ok, k.Key)
+		}
+	}
+	if len(ok) > 0 {
+		b.c.ConfirmRemote(ok)
 	}
 }
 

@@ -187,8 +187,12 @@ func (r *Repository[T, ID]) delete(ctx context.Context, v *T) error {
 
 // Invalidate retires the cached row with primary key id and the unique-key
 // mappings of its current values. Call it after committing a write made
-// outside the repository (raw SQL, another service's library): it reads the
-// row's committed version from the database.
+// outside the repository (plain GORM, raw SQL, another program): the row's
+// entries are retired whatever version they carry, so it works when the
+// write left the version as it was, or a row was deleted and inserted
+// again at a lower version. For a model with unique columns it reads the
+// row (one query) to learn the values whose mappings to retire; otherwise
+// it does not touch the database.
 func (r *Repository[T, ID]) Invalidate(ctx context.Context, id ID) error {
 	start := r.now()
 	err := r.invalidateID(ctx, id)
@@ -200,18 +204,21 @@ func (r *Repository[T, ID]) invalidateID(ctx context.Context, id ID) error {
 	if err := r.checkID(id); err != nil {
 		return err
 	}
-	v, err := r.load(ctx, id)
-	switch {
-	case errors.Is(err, ErrNotFound):
-		return r.queue(ctx, []cache.Invalidation{{Key: r.key(id)}}) // stamped
-	case err != nil:
-		return err
+	invs := []cache.Invalidation{{Key: r.key(id), Retire: true}}
+	var readErr error
+	if len(r.uniques) > 0 {
+		v, err := r.load(ctx, id)
+		switch {
+		case err == nil:
+			rv := reflect.ValueOf(v).Elem()
+			for col, f := range r.uniques {
+				invs = append(invs, cache.Invalidation{Key: r.uniqueKey(col, f.ReflectValueOf(ctx, rv).Interface())})
+			}
+		case !errors.Is(err, ErrNotFound):
+			readErr = err // the row's own entries are retired all the same
+		}
 	}
-	cols := make([]string, 0, len(r.uniques))
-	for col := range r.uniques {
-		cols = append(cols, col)
-	}
-	return r.afterWrite(ctx, v, r.versionOf(ctx, v), cols)
+	return errors.Join(r.queue(ctx, invs), readErr)
 }
 
 // uncertain handles a write that failed with err: the database may still

@@ -72,6 +72,27 @@ const (
 	// GuardHealth is the invalidation bus's health gate: L1 is not served
 	// while the subscription is silent or broken.
 	GuardHealth = "guard/health"
+	// GuardLease is the lease check of the L2 fill script: a fill lands only
+	// while the token its load obtained with the L2 miss is intact.
+	GuardLease = "guard/lease"
+	// GuardIncarnation moves the cache to a new epoch (and flushes L1) when
+	// the Redis server's identity changes: restart, failover, restore.
+	GuardIncarnation = "guard/incarnation"
+	// GuardServerVouch serves L2 only shortly after the server's identity was
+	// last verified.
+	GuardServerVouch = "guard/server-vouch"
+	// GuardOOMDelete makes an invalidation that Redis refuses to store (out
+	// of memory) delete the entry instead.
+	GuardOOMDelete = "guard/oom-delete"
+	// GuardWriteDeadline gives a write's invalidation its own deadline with
+	// retries instead of a single attempt bounded by RedisTimeout.
+	GuardWriteDeadline = "guard/write-deadline"
+	// GuardSuspect makes an instance stop reading from L2 the keys of an
+	// invalidation another instance could not confirm.
+	GuardSuspect = "guard/suspect"
+	// GuardRetire stamps the tombstone of a retiring invalidation (a write
+	// made around the library) above every version cached for the key.
+	GuardRetire = "guard/retire"
 )
 
 type point struct{ name, key string }

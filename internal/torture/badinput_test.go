@@ -356,7 +356,15 @@ func TestBadInputErrors(t *testing.T) {
 			return err
 		}},
 		{"Cached.Get zero key", repository.ErrInvalidID, func() error { _, err := wrapped.Get(ctx, ""); return err }},
-		{"Cached.Get oversize key", cache.ErrInvalidKey, func() error { _, err := wrapped.Get(ctx, strings.Repeat("k", 2000)); return err }},
+		{"Cached.Get oversize key", cache.ErrInvalidKey, func() error { _, err := wrapped.Get(ctx, strings.Repeat("k", cache.MaxKeyLen)); return err }},
+		{"Cached.Get 2 KB key is hashed", nil, func() error {
+			k := strings.Repeat("k", 2000)
+			v, err := wrapped.Get(ctx, k)
+			if err == nil && v != "v:"+k {
+				return fmt.Errorf("got %q", v)
+			}
+			return err
+		}},
 		{"Cached.Get key with braces is escaped", nil, func() error {
 			v, err := wrapped.Get(ctx, "{x}")
 			if err == nil && v != "v:{x}" {

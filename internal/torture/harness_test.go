@@ -89,7 +89,7 @@ type profile struct {
 	// fault lengths, by kind (defaults below)
 	lengths map[faultKind]span
 
-	disable         string // guard switched off in the instances
+	disable         string // guards switched off in the instances, comma-separated
 	l1Only          bool   // process-local caches, no Redis, no bus
 	noL1            bool
 	pgProxy         bool // the instances reach Postgres through a proxy
@@ -322,8 +322,11 @@ func (cl *cluster) spawn(exe string, cfg Config) {
 	t := cl.t
 	b, _ := json.Marshal(cfg)
 	args := []string{"-torture.child", "-torture.config=" + string(b)}
-	if cl.p.disable != "" {
-		args = append(args, "-torture.disable="+cl.p.disable)
+	for g := range strings.SplitSeq(cl.p.disable, ",") {
+		if g == "" {
+			continue
+		}
+		args = append(args, "-torture.disable="+g)
 	}
 	cmd := exec.Command(exe, args...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL} // never outlive the parent

@@ -172,8 +172,8 @@ func mutationProfile() profile {
 
 var mutations = []mutation{
 	{
-		guard: failpoint.GuardL2Fill,
-		why:   "concurrent reads and writes on a hot set across 4 instances: a load that read the old row fills Redis after the write's tombstone",
+		guard: failpoint.GuardLease + "," + failpoint.GuardL2Fill,
+		why:   "concurrent reads and writes on a hot set across 4 instances: a load that read the old row fills Redis after the write's tombstone (lease and version checks both off)",
 		p: func() profile {
 			p := mutationProfile()
 			return p

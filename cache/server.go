@@ -1,0 +1,186 @@
+package cache
+
+import (
+	"context"
+	"errors"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/gormcache/gormcache/internal/failpoint"
+)
+
+// The Redis server can lose what it acknowledged without this process
+// seeing an error: a restart (from an older snapshot, or empty), a failover
+// to a replica that had not received the last writes, a restore. Each is a
+// new incarnation of the server, with a new identity (its run_id and
+// replication id, from INFO). The cache verifies the identity every
+// ServerCheckInterval; a new one moves the namespace to a new epoch (entries
+// of older epochs are never served again) and flushes L1, and Redis is read
+// only within three intervals of the last verification, so an instance that
+// cannot verify (or has not run for a while) stops reading Redis by itself.
+
+// server is what the cache knows of the Redis server.
+type server struct {
+	mu       sync.Mutex   // serialises checks
+	identity string       // written with mu held; "" until the first check
+	until    atomic.Int64 // Redis may be read before this time (unix ns, wall clock: a liveness deadline, not an expiry)
+	policy   atomic.Pointer[string]
+	noInfo   atomic.Bool // INFO is refused: identity cannot be tracked
+	warned   atomic.Bool // an evicting policy was logged
+}
+
+// errNoInfo is the answer of a server that refuses INFO.
+var errNoInfo = errors.New("gormcache: INFO refused")
+
+// identity returns the identity of the server (or servers, for a cluster or
+// ring: each primary's) behind rdb.
+func identity(ctx context.Context, rdb redis.UniversalClient) (string, error) {
+	one := func(ctx context.Context, c *redis.Client) (string, error) {
+		s, err := c.Info(ctx, "server", "replication").Result()
+		if err != nil {
+			var rerr redis.Error
+			if errors.As(err, &rerr) && !isOutage(err) {
+				return "", errNoInfo
+			}
+			return "", err
+		}
+		return infoField(s, "run_id") + "/" + infoField(s, "master_replid"), nil
+	}
+	var (
+		mu  sync.Mutex
+		ids []string
+	)
+	collect := func(ctx context.Context, c *redis.Client) error {
+		id, err := one(ctx, c)
+		if err == nil {
+			mu.Lock()
+			ids = append(ids, id)
+			mu.Unlock()
+		}
+		return err
+	}
+	var err error
+	switch c := rdb.(type) {
+	case *redis.Client:
+		return one(ctx, c)
+	case *redis.ClusterClient:
+		err = c.ForEachMaster(ctx, collect)
+	case *redis.Ring:
+		err = c.ForEachShard(ctx, collect)
+	default:
+		return "", errNoInfo
+	}
+	if err != nil {
+		return "", err
+	}
+	sort.Strings(ids)
+	return strings.Join(ids, ","), nil
+}
+
+// infoField returns the value of field in an INFO reply.
+func infoField(info, field string) string {
+	for line := range strings.SplitSeq(info, "\n") {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), field+":"); ok {
+			return v
+		}
+	}
+	return ""
+}
+
+// serverVouched reports whether Redis may be read now.
+func (c *Cache) serverVouched() bool {
+	return time.Now().UnixNano() < c.srv.until.Load() || failpoint.Disabled(failpoint.GuardServerVouch)
+}
+
+// checkServer verifies the server's identity. On a new one it adopts the
+// epoch of the new incarnation and flushes L1 before vouching again.
+func (c *Cache) checkServer(ctx context.Context) error {
+	c.srv.mu.Lock()
+	defer c.srv.mu.Unlock()
+	var id string
+	err := c.l2.call(ctx, func(ctx context.Context) error {
+		var err error
+		id, err = identity(ctx, c.l2.rdb)
+		if errors.Is(err, errNoInfo) {
+			return nil
+		}
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	if id == "" { // INFO refused: run without identity checks (reported)
+		if !c.srv.noInfo.Swap(true) {
+			c.opts.Logger.Warn("gormcache: Redis refuses INFO; restarts and failovers that lose data cannot be detected", "namespace", c.opts.Namespace)
+		}
+		c.srv.until.Store(maxTime)
+		return nil
+	}
+	if id != c.srv.identity && !failpoint.Disabled(failpoint.GuardIncarnation) {
+		c.srv.until.Store(0) // nothing from Redis until the new epoch is in use
+		n, err := c.l2.readEpoch(ctx, epochIncarnation, id)
+		if err != nil {
+			return err
+		}
+		if c.srv.identity != "" {
+			c.st.incarnations.add(1)
+			c.opts.Logger.Warn("gormcache: Redis server identity changed (restart, failover or restore): new epoch, L1 flushed",
+				"namespace", c.opts.Namespace, "identity", id, "epoch", n)
+			c.FlushLocal()
+		}
+		c.adoptEpoch(n)
+		c.srv.identity = id
+		c.checkPolicy(ctx)
+	}
+	c.srv.until.Store(time.Now().Add(3 * c.opts.ServerCheckInterval).UnixNano())
+	return nil
+}
+
+// checkPolicy reads maxmemory-policy (where CONFIG GET is allowed) and
+// reports an evicting one once. Eviction is safe (a lost tombstone or lease
+// costs a miss) but makes the cache less effective under memory pressure.
+func (c *Cache) checkPolicy(ctx context.Context) {
+	var policy string
+	_ = c.l2.call(ctx, func(ctx context.Context) error {
+		m, err := c.l2.rdb.ConfigGet(ctx, "maxmemory-policy").Result()
+		if err == nil {
+			policy = m["maxmemory-policy"]
+		}
+		if err != nil && !isOutage(err) {
+			return nil // CONFIG refused: unknown
+		}
+		return err
+	})
+	if policy == "" {
+		return
+	}
+	c.srv.policy.Store(&policy)
+	if policy != "noeviction" && !c.srv.warned.Swap(true) {
+		c.opts.Logger.Warn("gormcache: Redis evicts keys under memory pressure (maxmemory-policy "+policy+
+			"): evicted tombstones and leases cost misses, never stale rows; noeviction is recommended",
+			"namespace", c.opts.Namespace)
+	}
+}
+
+// watchServer verifies the server's identity every ServerCheckInterval
+// until Close.
+func (c *Cache) watchServer() {
+	defer c.bg.Done()
+	t := time.NewTicker(c.opts.ServerCheckInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-c.stop:
+			return
+		case <-t.C:
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), c.opts.RedisTimeout)
+		_ = c.checkServer(ctx)
+		cancel()
+	}
+}
