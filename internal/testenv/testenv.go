@@ -176,6 +176,7 @@ func Table(t testing.TB, db *gorm.DB) string {
 type RedisServer struct {
 	t    testing.TB
 	Port int
+	Args []string   // extra redis-server arguments (e.g. "--maxmemory", "2mb"), given on every Start
 	mu   sync.Mutex // protects cmd
 	cmd  *exec.Cmd
 }
@@ -186,13 +187,13 @@ func (s *RedisServer) Addr() string { return "127.0.0.1:" + strconv.Itoa(s.Port)
 // StartRedis starts a redis-server on a free loopback port and stops it when
 // t ends. It skips when the shared Redis is not configured (no `make test`)
 // and fails when redis-server is missing under `make test`.
-func StartRedis(t testing.TB) *RedisServer {
+func StartRedis(t testing.TB, args ...string) *RedisServer {
 	t.Helper()
 	RedisAddr(t)
 	if _, err := exec.LookPath("redis-server"); err != nil {
 		t.Fatalf("redis-server not found: %v", err)
 	}
-	s := &RedisServer{t: t, Port: freePort(t)}
+	s := &RedisServer{t: t, Port: freePort(t), Args: args}
 	s.Start()
 	t.Cleanup(s.Stop)
 	return s
@@ -206,8 +207,9 @@ func (s *RedisServer) Start() {
 	if s.cmd != nil {
 		return
 	}
-	cmd := exec.Command("redis-server", "--port", strconv.Itoa(s.Port), "--bind", "127.0.0.1",
-		"--save", "", "--appendonly", "no", "--daemonize", "no", "--loglevel", "warning")
+	args := append([]string{"--port", strconv.Itoa(s.Port), "--bind", "127.0.0.1",
+		"--save", "", "--appendonly", "no", "--daemonize", "no", "--loglevel", "warning"}, s.Args...)
+	cmd := exec.Command("redis-server", args...)
 	if err := cmd.Start(); err != nil {
 		s.t.Fatalf("start redis-server: %v", err)
 	}
