@@ -113,14 +113,16 @@ return 1
 //     is the tombstone's.
 //
 // When Redis refuses to store the tombstone (maxmemory with noeviction), the
-// entry is deleted instead: DEL frees memory, and with the lease voided no
-// older load can bring the row back. Returns {version as 8 bytes, 1 if
+// entry is deleted instead (ARGV[5] == '1'): DEL frees memory, and with the
+// lease voided no older load can bring the row back. The SET is the
+// script's first write: once a script has written, Redis lets its later
+// writes through whatever the memory, which is why nothing is written before
+// it. Returns {version as 8 bytes, 1 if
 // written, 0 if kept, 2 if deleted}.
 var invalidateScript = redis.NewScript(luaPrelude + `
 local tomb = ARGV[1]
 local stored = current(KEYS[1])
 local cur = ver(stored)
-pcall(redis.call, 'DEL', KEYS[2])
 local v, f = string.sub(tomb, 3, 10), floor(tomb)
 if ARGV[4] ~= 'v' then
   local c = 0
@@ -133,18 +135,22 @@ if ARGV[4] ~= 'v' then
   if ARGV[4] == 's' then f = v end
 elseif ARGV[3] == '1' and cur then
   if kind(stored) ~= 2 then
-    if not older(cur, v) then return {v, 0} end
+    if not older(cur, v) then redis.call('DEL', KEYS[2]) return {v, 0} end
   else
     local sf = floor(stored)
     if not older(cur, v) then v = cur end
     if not older(sf, f) then f = sf end
-    if v == cur and f == sf then return {v, 0} end
+    if v == cur and f == sf then redis.call('DEL', KEYS[2]) return {v, 0} end
   end
 end
 tomb = string.sub(tomb, 1, 2) .. v .. string.sub(tomb, 11, 18) .. f .. string.sub(tomb, 27)
-if pcall(redis.call, 'SET', KEYS[1], tomb, 'PX', ARGV[2]) then return {v, 1} end
-if ARGV[5] == '1' then redis.call('DEL', KEYS[1]) end
-return {v, 2}
+local res = {v, 1}
+if not pcall(redis.call, 'SET', KEYS[1], tomb, 'PX', ARGV[2]) then
+  res = {v, 2}
+  if ARGV[5] == '1' then redis.call('DEL', KEYS[1]) end
+end
+redis.call('DEL', KEYS[2])
+return res
 `)
 
 // releaseScript gives up the lease KEYS[1] if it still holds ARGV[1]: a
@@ -173,7 +179,11 @@ return 0
 // + 1), ARGV[3] being the highest epoch the caller has seen: epochs are
 // never reused, even after Redis restarts from an older snapshot. The keys
 // live ARGV[2] ms from their last use: longer than any entry of the epoch.
+// The script writes first (PEXPIRE, which Redis allows when out of memory),
+// because Redis then lets a script's later writes through: a bump must land
+// even when maxmemory is reached.
 var epochScript = redis.NewScript(`
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
 local e = tonumber(redis.call('GET', KEYS[1]) or '0') or 0
 local raise = e == 0 or ARGV[1] == 'bump'
 if ARGV[1] == 'incarnation' then
@@ -403,12 +413,18 @@ const (
 // epochIncarnation with the server identity inc).
 func (l *l2) readEpoch(ctx context.Context, mode, inc string) (uint64, error) {
 	var s string
-	err := l.call(ctx, func(ctx context.Context) error {
+	run := func(ctx context.Context) error {
 		var err error
 		s, err = epochScript.Run(ctx, l.rdb, []string{l.epochKey(), l.markerKey(inc)}, mode, l.epochTTL.Milliseconds(),
 			strconv.FormatUint(l.maxEpoch.Load(), 10)).Text()
 		return err
-	})
+	}
+	var err error
+	if mode == epochBump { // a write's consequence: tried even while reads skip Redis
+		err = run(ctx)
+	} else {
+		err = l.call(ctx, run)
+	}
 	if err != nil {
 		return 0, err
 	}

@@ -121,7 +121,7 @@ func (c *Cache) checkServer(ctx context.Context) error {
 		c.srv.until.Store(maxTime)
 		return nil
 	}
-	if id != c.srv.identity && !failpoint.Disabled(failpoint.GuardIncarnation) {
+	if id != c.srv.identity && (c.srv.identity == "" || !failpoint.Disabled(failpoint.GuardIncarnation)) {
 		c.srv.until.Store(0) // nothing from Redis until the new epoch is in use
 		n, err := c.l2.readEpoch(ctx, epochIncarnation, id)
 		if err != nil {

@@ -2,6 +2,7 @@ package invalidation
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"github.com/gormcache/gormcache/cache"
@@ -111,10 +112,16 @@ func (b *Bus) push(payload []byte) {
 // other instance's view of them.
 const maxPublishBackoff = 50 * time.Millisecond
 
+// maxPublishTimeout caps the attempt timeout, which doubles from
+// PublishTimeout while attempts time out, so that a Redis slower than
+// PublishTimeout still gets the events, late rather than never.
+const maxPublishTimeout = 2 * time.Second
+
 // send publishes queued events in order until Close.
 func (b *Bus) send() {
 	defer b.wg.Done()
 	backoff := 10 * time.Millisecond
+	timeout := b.opts.PublishTimeout // grows while attempts time out: Redis may be slow, not gone
 	for {
 		b.mu.Lock()
 		var head []byte
@@ -130,18 +137,21 @@ func (b *Bus) send() {
 			}
 			continue
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), b.opts.PublishTimeout)
+		ctx, cancel := context.WithTimeout(context.Background(), timeout)
 		err := b.pub.Publish(ctx, b.channel, head).Err()
 		cancel()
 		if err != nil {
 			b.st.publishErrors.Add(1)
+			if errors.Is(err, context.DeadlineExceeded) {
+				timeout = min(2*timeout, maxPublishTimeout)
+			}
 			if !b.sleep(backoff) {
 				return
 			}
 			backoff = min(2*backoff, maxPublishBackoff)
 			continue
 		}
-		backoff = 10 * time.Millisecond
+		backoff, timeout = 10*time.Millisecond, b.opts.PublishTimeout
 		b.st.sent.Add(1)
 		b.mu.Lock()
 		if len(b.queue) > 0 && &b.queue[0][0] == &head[0] {
