@@ -6,11 +6,21 @@
 // A read goes L1 → singleflight { L1 again → L2 → loader → fill L2 → fill
 // L1 }, so a storm of misses on one key costs one load per process.
 //
-// Every entry carries the version its source held it at. A write, after it
-// commits, calls Invalidate with the new version: Redis keeps a versioned
-// tombstone, and a fill is accepted only if its version is not older than
-// what Redis holds (a Lua script), so a reader that loaded the old row before
-// the write can never store it after. In L1 the same ordering is kept with
+// Every entry carries the version its source held it at. A Redis miss takes
+// the key's lease in the same round trip; a write, after it commits, calls
+// Invalidate with the new version, which voids the lease and leaves a
+// versioned tombstone; a fill is accepted only while its lease is intact and
+// if its version is not older than what Redis holds (a Lua script), so a
+// reader that loaded the old row before the write can never store it after,
+// even if Redis lost the tombstone. The lease also makes a miss storm across
+// instances one load: the others wait briefly for its fill.
+//
+// Redis may lose what it acknowledged (a restart from an older snapshot, a
+// failover, eviction, running out of memory): the server's identity is
+// checked every ServerCheckInterval and a new one moves the namespace to a
+// new epoch (entries of older epochs are misses) and flushes L1; tombstones
+// Redis refuses become deletions; an invalidation Redis does not confirm in
+// WriteTimeout is reported to the caller and covered by an epoch bump. In L1 the same ordering is kept with
 // per-key generations: a fill that began before an invalidation is dropped.
 // Invalidate also forgets the key's singleflight, so no caller that arrives
 // after the write joins a load that began before it.
