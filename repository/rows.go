@@ -110,20 +110,87 @@ func (r *Repository[T, ID]) mapping(rows *sql.Rows) (rowcodec.Mapping, error) {
 	return r.rows.Map(cols), nil
 }
 
-// scanPayload encodes the current row and reads its key and version back
-// from the encoding (through the same rebuild as a hit, so they are what
-// GORM would read).
+// scanPayload encodes the current row and returns its key and version: read
+// from the driver values where their column is an integer (or a string for a
+// string key), else from the row rebuilt as a hit would be, so they are what
+// GORM would read.
 func (r *Repository[T, ID]) scanPayload(ctx context.Context, m rowcodec.Mapping, rows *sql.Rows) ([]byte, ID, uint64, error) {
 	var id ID
-	p, err := r.rows.AppendRow(nil, m, rows)
+	vals, err := r.rows.ScanRow(rows, m)
+	if err != nil {
+		return nil, id, 0, err
+	}
+	p, err := r.rows.AppendValues(make([]byte, 0, 256), m, vals)
 	if errors.Is(err, rowcodec.ErrUnsupportedValue) {
 		return nil, id, 0, fmt.Errorf("%w: %s: %w", ErrUnsupportedModel, r.table, err)
 	} else if err != nil {
 		return nil, id, 0, err
 	}
-	v := new(T)
-	if err := r.decodeRow(ctx, p, v); err != nil {
-		return nil, id, 0, err
+	id, idOK := r.idFromValues(m, vals)
+	ver, verOK := r.versionFromValues(m, vals)
+	if !idOK || !verOK {
+		v := new(T)
+		if err := r.decodeRow(ctx, p, v); err != nil {
+			return nil, id, 0, err
+		}
+		id, ver = r.idOf(ctx, v), r.versionOf(ctx, v)
 	}
-	return p, r.idOf(ctx, v), r.versionOf(ctx, v), nil
+	return p, id, ver, nil
+}
+
+// idFromValues reads a single primary key of an integer or string type from
+// the driver values, when that is exact.
+func (r *Repository[T, ID]) idFromValues(m rowcodec.Mapping, vals []any) (ID, bool) {
+	var id ID
+	if r.keys.composite() {
+		return id, false
+	}
+	f := r.keys.pks[0]
+	if f.FieldType.PkgPath() != "" { // a named type: let GORM convert it
+		return id, false
+	}
+	v, ok := r.rows.Value(m, vals, f)
+	if !ok {
+		return id, false
+	}
+	switch x := v.(type) {
+	case int64:
+		switch p := any(&id).(type) {
+		case *int64:
+			*p = x
+		case *int:
+			*p = int(x)
+		case *uint64:
+			if x < 0 {
+				return id, false
+			}
+			*p = uint64(x)
+		case *uint:
+			if x < 0 {
+				return id, false
+			}
+			*p = uint(x)
+		default:
+			return id, false
+		}
+		return id, true
+	case string:
+		if p, ok := any(&id).(*string); ok {
+			*p = x
+			return id, true
+		}
+	}
+	return id, false
+}
+
+// versionFromValues reads the Version column from the driver values.
+func (r *Repository[T, ID]) versionFromValues(m rowcodec.Mapping, vals []any) (uint64, bool) {
+	if r.ver == nil {
+		return 0, true
+	}
+	v, ok := r.rows.Value(m, vals, r.ver)
+	if n, isInt := v.(int64); ok && isInt && n >= 0 {
+		return uint64(n), true
+	}
+	return 0, false
 }

@@ -107,19 +107,42 @@ func (p *Plan) Map(columns []string) Mapping {
 	return m
 }
 
-// AppendRow scans the current row of rows (rows.Next has returned true)
-// into driver values and appends their encoding to dst. A column that
-// several result columns map to takes the last one, as in GORM.
-func (p *Plan) AppendRow(dst []byte, m Mapping, rows *sql.Rows) ([]byte, error) {
+// ScanRow scans the current row of rows (rows.Next has returned true) into
+// driver values, one per result column.
+func (p *Plan) ScanRow(rows *sql.Rows, m Mapping) ([]any, error) {
 	vals := make([]any, len(m))
 	ptrs := make([]any, len(m))
 	for i := range vals {
 		ptrs[i] = &vals[i]
 	}
 	if err := rows.Scan(ptrs...); err != nil {
+		return nil, err
+	}
+	return vals, nil
+}
+
+// AppendRow is ScanRow then AppendValues.
+func (p *Plan) AppendRow(dst []byte, m Mapping, rows *sql.Rows) ([]byte, error) {
+	vals, err := p.ScanRow(rows, m)
+	if err != nil {
 		return dst, err
 	}
 	return p.AppendValues(dst, m, vals)
+}
+
+// Value returns the driver value of field f in a scanned row, if the result
+// had its column.
+func (p *Plan) Value(m Mapping, vals []any, f *schema.Field) (any, bool) {
+	s, ok := p.slot[f]
+	if !ok {
+		return nil, false
+	}
+	for i := len(m) - 1; i >= 0; i-- { // the last column mapping to f wins, as in GORM
+		if m[i] == s && i < len(vals) {
+			return vals[i], true
+		}
+	}
+	return nil, false
 }
 
 // AppendValues appends the encoding of one row given as driver values, one
