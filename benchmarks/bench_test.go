@@ -175,18 +175,23 @@ const stampedeReaders = 1000
 // BenchmarkStampede starts 1000 goroutines (outside the timer), releases
 // them at once on one cold row, and times until all have it. dbq/stampede
 // is the number of SELECTs each stampede cost.
-func BenchmarkStampede(b *testing.B) {
+func BenchmarkStampede(b *testing.B) { stampede(b, 1) }
+
+// BenchmarkStampedeFleet is the same stampede spread over 4 instances of
+// each library (250 goroutines each): a fleet-wide miss storm.
+func BenchmarkStampedeFleet(b *testing.B) { stampede(b, 4) }
+
+func stampede(b *testing.B, n int) {
 	forEach(b, allContestants, func(b *testing.B, e *env, c contestant) {
-		g := acquire(b, e, c, 1, nil)
-		inst, ctx := g.insts[0], context.Background()
+		g := acquire(b, e, c, n, nil)
+		ctx := context.Background()
 		before := snapshot()
 		b.ReportAllocs()
 		b.ResetTimer()
 		for i := 0; i < b.N; i++ {
 			b.StopTimer()
 			if g.next > numRows {
-				g = renew(b, e, c, 1)
-				inst = g.insts[0]
+				g = renew(b, e, c, n)
 			}
 			id := g.next
 			g.next++
@@ -194,6 +199,7 @@ func BenchmarkStampede(b *testing.B) {
 			var wg sync.WaitGroup
 			var failed atomic.Value
 			for k := 0; k < stampedeReaders; k++ {
+				inst := g.insts[k%n]
 				wg.Add(1)
 				go func() {
 					defer wg.Done()
