@@ -464,8 +464,8 @@ func (c *Cache) refreshEpoch(ctx context.Context, bump bool) error {
 	return nil
 }
 
-// RefreshEpoch re-reads the namespace epoch from Redis and adopts it,
-// flushing L1 if it changed. Invalidation sources call it when told that
+// RefreshEpoch verifies the Redis server's identity, then re-reads the
+// namespace epoch and adopts it, flushing L1 if it changed. Invalidation sources call it when told that
 // another instance bumped the epoch, and after resubscribing (Redis may have
 // restarted empty). It is a no-op for a cache without Redis.
 func (c *Cache) RefreshEpoch(ctx context.Context) error {
@@ -475,6 +475,11 @@ func (c *Cache) RefreshEpoch(ctx context.Context) error {
 	if c.l2 == nil {
 		return nil
 	}
+	// After a reconnection the server may be another one (a failover, a
+	// restart): verify its identity first.
+	cctx, cancel := context.WithTimeout(ctx, c.opts.RedisTimeout)
+	_ = c.checkServer(cctx)
+	cancel()
 	err := c.refreshEpoch(ctx, false)
 	if err != nil {
 		// Told that the epoch moved, but Redis did not answer: keep trying
