@@ -62,6 +62,7 @@ type Cache struct {
 	srv      server   // the Redis server's identity (server.go)
 	sus      suspects // keys not read from Redis until confirmed (suspect.go)
 	tokenPfx string   // random, this cache's lease tokens start with it
+	leaseTTL string   // Options.LeaseTTL in ms, as the scripts take it
 	tokenSeq atomic.Uint64
 
 	closed    atomic.Bool
@@ -129,6 +130,7 @@ func New(ctx context.Context, opts Options) (*Cache, error) {
 		kick:      make(chan struct{}, 1),
 		fillSlots: make(chan struct{}, maxAsyncFills),
 		tokenPfx:  hex.EncodeToString(rnd[:]),
+		leaseTTL:  strconv.FormatInt(o.LeaseTTL.Milliseconds(), 10),
 	}
 	c.localUntil.Store(math.MaxInt64)
 	if o.L1MaxBytes > 0 {

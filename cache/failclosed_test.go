@@ -240,10 +240,10 @@ func TestUnconfirmedInvalidation(t *testing.T) {
 	s := newSource()
 	s.put("k", sampleRow(1, 1))
 	mustGet(t, r, "k", s) // v1 in Redis
-	proxy.Blackhole()
+	proxy.Cut()
 	s.put("k", sampleRow(1, 2))
 	if err := w.Invalidate(ctx, "k", 2); !errors.Is(err, ErrInvalidationUnconfirmed) {
-		t.Fatalf("Invalidate through a blackhole: %v, want ErrInvalidationUnconfirmed", err)
+		t.Fatalf("Invalidate while Redis is unreachable: %v, want ErrInvalidationUnconfirmed", err)
 	}
 	if w.Stats().UnconfirmedInvalidations == 0 {
 		t.Error("not counted")

@@ -283,8 +283,10 @@ func TestRedisHangs(t *testing.T) {
 	}
 	st := c.Stats()
 	// At most breakerThreshold reads wait for RedisTimeout (background epoch
-	// checks fail too, and count); every other read skips Redis at once.
-	if st.BreakerTrips != 1 || st.RedisSkips < reads-breakerThreshold {
+	// and server checks fail too, and count); every other read skips Redis
+	// at once, because the breaker opened or because the server's identity
+	// could not be verified lately, whichever comes first.
+	if st.BreakerTrips > 1 || st.RedisSkips < reads-breakerThreshold {
 		t.Fatalf("want at most %d reads to wait for Redis before it is marked down: %+v", breakerThreshold, st)
 	}
 	proxy.Restore()

@@ -519,11 +519,11 @@ func (c *Cache) lookupL2(ctx context.Context, key, orig string, schema uint64) l
 	if !ok {
 		return l2Lookup{}
 	}
-	args := readArgs{schema: schema, epoch: epoch, token: c.newToken(), leaseTTL: c.opts.LeaseTTL}
+	token := c.newToken()
+	miss := false // set when a candidate hit was rejected: ask again, for the lease
 	var waited time.Duration
 	for backoff := time.Millisecond; ; backoff = min(2*backoff, 16*time.Millisecond) {
-		args.now = c.opts.Clock.Now().UnixNano()
-		st, b, err := c.l2.read(ctx, key, args)
+		st, b, err := c.l2.read(ctx, key, token, c.leaseTTL, miss)
 		failpoint.Hit(ctx, failpoint.AfterL2Read, key)
 		if err != nil {
 			if errors.Is(err, errUnavailable) {
@@ -537,11 +537,15 @@ func (c *Cache) lookupL2(ctx context.Context, key, orig string, schema uint64) l
 		}
 		l := l2Lookup{epoch: epoch}
 		if st == readLease {
-			l.token = args.token
+			l.token = token
 		}
 		if b != nil {
-			if hit := c.inspectL2(ctx, key, orig, schema, epoch, b, st == readHit, &l); hit {
+			if c.inspectL2(ctx, key, orig, schema, epoch, b, st == readHit, &l) {
 				return l
+			}
+			if st == readHit && !miss { // stale epoch, other schema, expired: a miss after all
+				miss = true
+				continue
 			}
 		}
 		if st != readWait || waited >= c.opts.LeaseWait {

@@ -177,38 +177,54 @@ func getMany[T any, D decoder[T]](ctx context.Context, c *Cache, keys []string, 
 	return out, loadMany(ctx, c, b, d, schema, ro, useL1, started, load, out)
 }
 
-// readManyL2 serves what it can of b.missing from Redis in one pipeline,
-// filling L1 with it, takes the leases of the rest where it can, and leaves
-// the rest in b. A batch does not wait for other loads' leases: it loads
-// those keys itself, without filling them.
+// readManyL2 serves what it can of b.missing from Redis (one pipeline of
+// GETs), filling L1 with it, then takes the leases of the rest (one more
+// round trip, only when something missed), and leaves the rest in b. A batch
+// does not wait for other loads' leases: it loads those keys itself, without
+// filling them.
 func readManyL2[T any, D decoder[T]](ctx context.Context, c *Cache, b *batch, d D, schema uint64, useL1 bool, out map[string]*T) {
 	ok := false
 	if ok, b.epoch = c.l2Read(b.missing[0]); !ok {
 		return
 	}
-	tokens := make([]string, len(b.missing))
-	for i := range tokens {
-		tokens[i] = c.newToken()
-	}
-	args := readArgs{schema: schema, epoch: b.epoch, now: c.opts.Clock.Now().UnixNano(), leaseTTL: c.opts.LeaseTTL}
-	sts, raws, err := c.l2.readMany(ctx, b.missing, args, tokens)
+	raws, err := c.l2.getMany(ctx, b.missing)
 	if err != nil {
 		return
 	}
 	failpoint.Hit(ctx, failpoint.AfterL2Read, b.missing[0])
 	var rest []int
 	for i, raw := range raws {
-		if sts[i] != readLease {
-			tokens[i] = ""
-		}
-		if sts[i] == readWrong {
-			c.st.decodeErrors.add(1)
-		}
-		if raw == nil || !readOneL2(ctx, c, b, i, raw, sts[i] == readHit, d, schema, useL1, out) {
+		if raw == nil || !readOneL2(ctx, c, b, i, raw, true, d, schema, useL1, out) {
 			rest = append(rest, i)
 		}
 	}
-	b.missing, b.toks, b.leases = pick(b.missing, rest), pick(b.toks, rest), pick(tokens, rest)
+	b.missing, b.toks = pick(b.missing, rest), pick(b.toks, rest)
+	if len(b.missing) == 0 {
+		return
+	}
+	tokens := make([]string, len(b.missing))
+	for i := range tokens {
+		tokens[i] = c.newToken()
+	}
+	sts, raws, err := c.l2.readMany(ctx, b.missing, c.leaseTTL, tokens)
+	if err != nil {
+		b.leases = make([]string, len(b.missing)) // no leases: load without filling Redis
+		return
+	}
+	for i, raw := range raws {
+		switch sts[i] {
+		case readLease:
+		case readWrong:
+			c.st.decodeErrors.add(1)
+			tokens[i] = ""
+		default:
+			tokens[i] = ""
+		}
+		if raw != nil {
+			readOneL2(ctx, c, b, i, raw, false, d, schema, useL1, out) // records what a fill must not be older than
+		}
+	}
+	b.leases = tokens
 }
 
 // readOneL2 serves key i of b from its Redis bytes raw if they are a hit

@@ -43,31 +43,51 @@ local function current(k)
 end
 `
 
-// readScript is the read of a key (KEYS[1]) and, on a miss, its lease
-// (KEYS[2]) in one round trip. A value of schema ARGV[1] or a not-found, not
-// expired at ARGV[3] and not from an epoch before ARGV[2], is a hit: {'h',
-// entry}. Otherwise, with ARGV[6] == '1', the caller asks for the lease: it
-// gets it ({'l', entry}: ARGV[4] is now the key's lease, for ARGV[5] ms)
-// unless another load holds it ({'w', entry}: wait for its fill) or Redis
-// refuses to store it ({'n', entry}). entry is what the key holds, if any. A
-// key of another Redis type is deleted ({'x'}).
-var readScript = redis.NewScript(luaPrelude + `
-local ok, v = pcall(redis.call, 'GET', KEYS[1])
-if not ok then redis.call('DEL', KEYS[1]) return {'x', false} end
-if v and ver(v) then
-  local k = kind(v)
-  if k == 1 or k == 3 then
-    local exp = string.sub(v, 11, 18)
-    if (exp == ZERO or older(ARGV[3], exp)) and not older(epoch(v), ARGV[2]) and (k == 3 or schema(v) == ARGV[1]) then
-      return {'h', v}
-    end
+// luaRead is the read of a key and, on a miss, its lease. A value or a
+// not-found is returned as a candidate hit ('h'), judged by the reader (its
+// schema, epoch, expiry), unless miss is '1': a reader that rejected the
+// candidate asks again for the lease. Otherwise, when the reader asks for
+// the lease (a non-empty token), it gets it ('l': token is the key's lease
+// for ttl ms) unless another load holds it ('w': wait for its fill) or
+// Redis refuses to store it ('n', also when no lease was asked). A key of
+// another Redis type is deleted ('x'). The second result is what the key
+// holds, if anything. The hit path is kept to one GET and two byte tests:
+// it is the common case, and Lua is slow at string work.
+const luaRead = `
+local function read(k, l, token, ttl, miss)
+  local ok, v = pcall(redis.call, 'GET', k)
+  if not ok then redis.call('DEL', k) return 'x', false end
+  if v and miss ~= '1' and ver(v) then
+    local kd = kind(v)
+    if kd == 1 or kd == 3 then return 'h', v end
   end
+  if token == '' then return 'n', v or false end
+  local okl, held = pcall(redis.call, 'GET', l)
+  if okl and held then return 'w', v or false end
+  if pcall(redis.call, 'SET', l, token, 'PX', ttl) then return 'l', v or false end
+  return 'n', v or false
 end
-if ARGV[6] ~= '1' then return {'n', v or false} end
-local ok, held = pcall(redis.call, 'GET', KEYS[2])
-if ok and held then return {'w', v or false} end
-if pcall(redis.call, 'SET', KEYS[2], ARGV[4], 'PX', ARGV[5]) then return {'l', v or false} end
-return {'n', v or false}
+`
+
+// readScript reads one key (KEYS[1], lease KEYS[2]; ARGV: token, lease TTL
+// in ms, miss) and returns {status, entry}.
+var readScript = redis.NewScript(luaPrelude + luaRead + `
+local st, v = read(KEYS[1], KEYS[2], ARGV[1], ARGV[2], ARGV[3])
+return {st, v}
+`)
+
+// readManyScript takes the leases of n keys that missed in one call (KEYS:
+// key, lease, key, lease...; ARGV: lease TTL, then one token per key) and
+// returns {status, entry, status, entry...}. It serves clients whose keys
+// all live on one server; cluster clients pipeline readScript instead.
+var readManyScript = redis.NewScript(luaPrelude + luaRead + `
+local out = {}
+for i = 1, #KEYS / 2 do
+  local st, v = read(KEYS[2 * i - 1], KEYS[2 * i], ARGV[1 + i], ARGV[1], '1')
+  out[2 * i - 1] = st
+  out[2 * i] = v
+end
+return out
 `)
 
 // fillScript stores the envelope ARGV[1] under KEYS[1] with TTL ARGV[2] ms
@@ -300,70 +320,100 @@ const (
 	readWrong readStatus = 'x' // the key held another Redis type: deleted, read again
 )
 
-// readArgs are the arguments of one readScript call.
-type readArgs struct {
-	schema, epoch uint64
-	now           int64
-	token         string // "" = ask for no lease
-	leaseTTL      time.Duration
-}
-
-func (a readArgs) list() []any {
-	var b [24]byte
-	binary.BigEndian.PutUint64(b[0:], a.schema)
-	binary.BigEndian.PutUint64(b[8:], a.epoch)
-	binary.BigEndian.PutUint64(b[16:], uint64(a.now))
-	want := "0"
-	if a.token != "" {
-		want = "1"
-	}
-	return []any{b[0:8], b[8:16], b[16:24], a.token, a.leaseTTL.Milliseconds(), want}
-}
-
-// read runs readScript for key: the status and the bytes key holds (nil if
-// none).
-func (l *l2) read(ctx context.Context, key string, a readArgs) (readStatus, []byte, error) {
+// read runs readScript for key, asking for the lease with token (if not
+// ""), and treating any entry as a miss if miss is set: the status and the
+// bytes key holds (nil if none).
+func (l *l2) read(ctx context.Context, key, token, leaseTTL string, miss bool) (readStatus, []byte, error) {
 	var st readStatus
 	var b []byte
+	m := "0"
+	if miss {
+		m = "1"
+	}
 	err := l.call(ctx, func(ctx context.Context) error {
-		res, err := readScript.Run(ctx, l.rdb, []string{l.key(key), l.leaseKey(key)}, a.list()...).Result()
+		res, err := readScript.Run(ctx, l.rdb, []string{l.key(key), l.leaseKey(key)}, token, leaseTTL, m).Slice()
 		if err != nil {
 			return err
 		}
-		st, b, err = parseRead(res)
+		st, b, err = parseRead(res, 0)
 		return err
 	})
 	return st, b, err
 }
 
-func parseRead(res any) (readStatus, []byte, error) {
-	pair, _ := res.([]any)
-	if len(pair) != 2 {
+// parseRead reads the status and entry at res[i], res[i+1].
+func parseRead(res []any, i int) (readStatus, []byte, error) {
+	if len(res) < i+2 {
 		return 0, nil, errBadReply
 	}
-	s, _ := pair[0].(string)
+	s, _ := res[i].(string)
 	if len(s) != 1 {
 		return 0, nil, errBadReply
 	}
 	var b []byte
-	if v, ok := pair[1].(string); ok {
+	if v, ok := res[i+1].(string); ok {
 		b = []byte(v)
 	}
 	return readStatus(s[0]), b, nil
 }
 
-// readMany runs readScript for every key in one pipeline (split per node by
-// cluster clients); tokens[i] is key i's lease token ("" for none).
-func (l *l2) readMany(ctx context.Context, keys []string, a readArgs, tokens []string) ([]readStatus, [][]byte, error) {
+// getMany reads keys' raw bytes in one pipeline (split per node by cluster
+// clients); absent keys yield nil. A failed pipeline reports its error for
+// all.
+func (l *l2) getMany(ctx context.Context, keys []string) ([][]byte, error) {
+	out := make([][]byte, len(keys))
+	err := l.call(ctx, func(ctx context.Context) error {
+		pipe := l.rdb.Pipeline()
+		cmds := make([]*redis.StringCmd, len(keys))
+		for i, k := range keys {
+			cmds[i] = pipe.Get(ctx, l.key(k))
+		}
+		if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) && !redis.HasErrorPrefix(err, "WRONGTYPE") {
+			return err
+		}
+		for i, c := range cmds {
+			if b, err := c.Bytes(); err == nil {
+				out[i] = b
+			}
+		}
+		return nil
+	})
+	return out, err
+}
+
+// readMany takes the leases of keys that missed, in one round trip: one
+// script call on a single server, else one pipeline split per node;
+// tokens[i] is key i's lease token.
+func (l *l2) readMany(ctx context.Context, keys []string, leaseTTL string, tokens []string) ([]readStatus, [][]byte, error) {
 	sts, out := make([]readStatus, len(keys)), make([][]byte, len(keys))
 	err := l.call(ctx, func(ctx context.Context) error {
+		if l.ordered() {
+			rk := make([]string, 0, 2*len(keys))
+			args := make([]any, 0, 1+len(keys))
+			args = append(args, leaseTTL)
+			for i, k := range keys {
+				rk = append(rk, l.key(k), l.leaseKey(k))
+				args = append(args, tokens[i])
+			}
+			res, err := readManyScript.Run(ctx, l.rdb, rk, args...).Slice()
+			if err != nil {
+				return err
+			}
+			for i := range keys {
+				if sts[i], out[i], err = parseRead(res, 2*i); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
 		res, err := evalMany(ctx, l.rdb, readScript, len(keys), func(i int) []string { return []string{l.key(keys[i]), l.leaseKey(keys[i])} },
-			func(i int) []any { ai := a; ai.token = tokens[i]; return ai.list() }, nil)
+			func(i int) []any { return []any{tokens[i], leaseTTL, "1"} }, nil)
 		if err != nil {
 			return err
 		}
 		for i, r := range res {
-			if sts[i], out[i], err = parseRead(r); err != nil {
+			pair, _ := r.([]any)
+			if sts[i], out[i], err = parseRead(pair, 0); err != nil {
 				return err
 			}
 		}
