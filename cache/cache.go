@@ -60,6 +60,7 @@ type Cache struct {
 	pending   atomic.Int64   // background Redis fills in flight, for Settle
 
 	srv      server   // the Redis server's identity (server.go)
+	unhook   func()   // unregisters from the connection hook (connverify.go); nil without one
 	sus      suspects // keys not read from Redis until confirmed (suspect.go)
 	tokenPfx string   // random, this cache's lease tokens start with it
 	leaseTTL string   // Options.LeaseTTL in ms, as the scripts take it
@@ -144,6 +145,8 @@ func New(ctx context.Context, opts Options) (*Cache, error) {
 		c.l2 = &l2{rdb: o.Redis, ns: o.Namespace, prefix: o.Namespace + ":{", timeout: o.RedisTimeout, errors: &c.st.redisErrors,
 			epochTTL: 2 * max(o.L2TTL, o.TombstoneTTL, o.NotFoundTTL, o.L1TTL)}
 		c.l2.br.clock, c.l2.br.retry = o.Clock, o.RedisRetryAfter
+		c.srv.wake = make(chan struct{}, 1)
+		c.hookConnections()
 		c.l2.br.onChange = func(down bool) {
 			if down {
 				o.Logger.Warn("gormcache: Redis marked down; reads go to the source", "namespace", o.Namespace, "retry", o.RedisRetryAfter)
@@ -185,6 +188,9 @@ func (c *Cache) Close() error {
 		err = c.flushPendingBump()
 		close(c.stop)
 		c.bg.Wait()
+		if c.unhook != nil {
+			c.unhook()
+		}
 		if c.l1 != nil {
 			err = errors.Join(err, c.l1.close())
 		}

@@ -109,6 +109,34 @@ func TestRestartFromOlderSnapshot(t *testing.T) {
 	})
 }
 
+// TestRestoreWithinVouch: Redis restarts from an older snapshot right after
+// an identity check, so the periodic check still vouches for it (one
+// ServerCheckInterval of an hour here). The first read after the restart
+// runs on a new connection, whose hook sees the new identity: the reply is
+// discarded and the row read from the source. Without the hook the restored
+// v1 is served, to the writer itself.
+func TestRestoreWithinVouch(t *testing.T) {
+	bothWays(t, []string{failpoint.GuardConnIdentity}, func(t *testing.T) bool {
+		dir := t.TempDir()
+		srv := testenv.StartRedis(t, "--dir", dir, "--dbfilename", "dump.rdb")
+		c, rdb := cacheOn(t, srv.Addr(), "vouch", func(o *Options) { o.ServerCheckInterval = time.Hour })
+		ctx := context.Background()
+		s := newSource()
+		s.put("k", sampleRow(1, 1))
+		mustGet(t, c, "k", s) // v1 in Redis
+		if err := rdb.Save(ctx).Err(); err != nil {
+			t.Fatal(err)
+		}
+		s.put("k", sampleRow(1, 2))
+		if err := c.Invalidate(ctx, "k", 2); err != nil {
+			t.Fatal(err)
+		}
+		srv.Stop()
+		srv.Start()
+		return mustGet(t, c, "k", s).Version != 2
+	})
+}
+
 // TestOOMInvalidation: Redis is out of memory (noeviction) and refuses the
 // tombstone. The invalidation deletes the entry instead.
 func TestOOMInvalidation(t *testing.T) {

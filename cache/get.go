@@ -515,6 +515,7 @@ type l2Lookup struct {
 // that a stampede across instances costs one load; after the wait it returns
 // a miss without a lease (the caller loads, and does not fill Redis).
 func (c *Cache) lookupL2(ctx context.Context, key, orig string, schema uint64) l2Lookup {
+	gen := c.l2Gen()
 	ok, epoch := c.l2Read(key)
 	if !ok {
 		return l2Lookup{}
@@ -530,6 +531,10 @@ func (c *Cache) lookupL2(ctx context.Context, key, orig string, schema uint64) l
 				c.st.redisSkips.add(1)
 			}
 			return l2Lookup{} // do not fill a tier that just failed
+		}
+		if !c.l2Still(gen) { // the reply may come from another server than the epoch's
+			c.st.redisSkips.add(1)
+			return l2Lookup{}
 		}
 		if st == readWrong {
 			c.st.decodeErrors.add(1)

@@ -184,11 +184,12 @@ func getMany[T any, D decoder[T]](ctx context.Context, c *Cache, keys []string, 
 // filling them.
 func readManyL2[T any, D decoder[T]](ctx context.Context, c *Cache, b *batch, d D, schema uint64, useL1 bool, out map[string]*T) {
 	ok := false
+	gen := c.l2Gen()
 	if ok, b.epoch = c.l2Read(b.missing[0]); !ok {
 		return
 	}
 	raws, err := c.l2.getMany(ctx, b.missing)
-	if err != nil {
+	if err != nil || !c.l2Still(gen) {
 		return
 	}
 	failpoint.Hit(ctx, failpoint.AfterL2Read, b.missing[0])
@@ -207,7 +208,7 @@ func readManyL2[T any, D decoder[T]](ctx context.Context, c *Cache, b *batch, d 
 		tokens[i] = c.newToken()
 	}
 	sts, raws, err := c.l2.readMany(ctx, b.missing, c.leaseTTL, tokens)
-	if err != nil {
+	if err != nil || !c.l2Still(gen) {
 		b.leases = make([]string, len(b.missing)) // no leases: load without filling Redis
 		return
 	}

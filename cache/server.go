@@ -32,6 +32,15 @@ type server struct {
 	policy   atomic.Pointer[string]
 	noInfo   atomic.Bool // INFO is refused: identity cannot be tracked
 	warned   atomic.Bool // an evicting policy was logged
+
+	known atomic.Pointer[string] // the adopted identity (stored with mu held), for the connection hook
+	wake  chan struct{}          // wakes the watcher: a connection saw another identity
+
+	// vouchMu orders the vouch against the connection hook: gen moves and
+	// until is cleared together, and a check vouches only if gen did not
+	// move while it ran.
+	vouchMu sync.Mutex
+	gen     atomic.Uint64 // moves whenever the server may have changed; a read in flight across a move is discarded
 }
 
 // errNoInfo is the answer of a server that refuses INFO.
@@ -102,6 +111,7 @@ func (c *Cache) serverVouched() bool {
 func (c *Cache) checkServer(ctx context.Context) error {
 	c.srv.mu.Lock()
 	defer c.srv.mu.Unlock()
+	gen := c.srv.gen.Load()
 	var id string
 	err := c.l2.call(ctx, func(ctx context.Context) error {
 		var err error
@@ -118,11 +128,15 @@ func (c *Cache) checkServer(ctx context.Context) error {
 		if !c.srv.noInfo.Swap(true) {
 			c.opts.Logger.Warn("gormcache: Redis refuses INFO; restarts and failovers that lose data cannot be detected", "namespace", c.opts.Namespace)
 		}
-		c.srv.until.Store(maxTime)
+		c.vouch(gen, maxTime)
 		return nil
 	}
 	if id != c.srv.identity && (c.srv.identity == "" || !failpoint.Disabled(failpoint.GuardIncarnation)) {
+		c.srv.vouchMu.Lock()
+		c.srv.gen.Add(1)
 		c.srv.until.Store(0) // nothing from Redis until the new epoch is in use
+		c.srv.vouchMu.Unlock()
+		gen = c.srv.gen.Load()
 		n, err := c.l2.readEpoch(ctx, epochIncarnation, id)
 		if err != nil {
 			return err
@@ -135,10 +149,44 @@ func (c *Cache) checkServer(ctx context.Context) error {
 		}
 		c.adoptEpoch(n)
 		c.srv.identity = id
+		c.srv.known.Store(&id)
 		c.checkPolicy(ctx)
 	}
-	c.srv.until.Store(time.Now().Add(3 * c.opts.ServerCheckInterval).UnixNano())
+	c.vouch(gen, time.Now().Add(3*c.opts.ServerCheckInterval).UnixNano())
 	return nil
+}
+
+// vouch lets Redis be read until the wall-clock time until, unless the
+// vouch generation moved from gen since the check began (a connection saw
+// another server): then the watcher checks again at once.
+func (c *Cache) vouch(gen uint64, until int64) {
+	c.srv.vouchMu.Lock()
+	ok := c.srv.gen.Load() == gen
+	if ok {
+		c.srv.until.Store(until)
+	}
+	c.srv.vouchMu.Unlock()
+	if !ok {
+		c.wakeWatcher()
+	}
+}
+
+// wakeWatcher makes the watcher check the server now.
+func (c *Cache) wakeWatcher() {
+	select {
+	case c.srv.wake <- struct{}{}:
+	default:
+	}
+}
+
+// l2Gen returns the vouch generation, read before a read of Redis.
+func (c *Cache) l2Gen() uint64 { return c.srv.gen.Load() }
+
+// l2Still reports whether a reply to a read of Redis that began at vouch
+// generation gen may be used: the server is still vouched for and no new
+// connection saw another server since.
+func (c *Cache) l2Still(gen uint64) bool {
+	return (c.srv.gen.Load() == gen && c.serverVouched()) || failpoint.Disabled(failpoint.GuardConnIdentity)
 }
 
 // checkPolicy reads maxmemory-policy (where CONFIG GET is allowed) and
@@ -178,6 +226,7 @@ func (c *Cache) watchServer() {
 		case <-c.stop:
 			return
 		case <-t.C:
+		case <-c.srv.wake:
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), c.opts.RedisTimeout)
 		_ = c.checkServer(ctx)

@@ -81,6 +81,9 @@ const (
 	// GuardServerVouch serves L2 only shortly after the server's identity was
 	// last verified.
 	GuardServerVouch = "guard/server-vouch"
+	// GuardConnIdentity reads the server's identity on every new Redis
+	// connection and discards reads that crossed a change.
+	GuardConnIdentity = "guard/conn-identity"
 	// GuardOOMDelete makes an invalidation that Redis refuses to store (out
 	// of memory) delete the entry instead.
 	GuardOOMDelete = "guard/oom-delete"
