@@ -30,6 +30,14 @@ type CheckOptions struct {
 	// Examples is how many violations of each kind are kept in the report.
 	// Default 5.
 	Examples int
+	// TTLAllowance bounds what only the TTLs bound (the L2TTL the instances
+	// use): a write whose process was killed between COMMIT and its
+	// invalidation (Op.Killed), and a degraded write never followed by an
+	// epoch change of its writer (it closed without reaching Redis, or never
+	// reached it again), must not be served stale by a read that begins
+	// more than TTLAllowance + Bound after it returned. Zero means
+	// cache.DefaultL2TTL.
+	TTLAllowance time.Duration
 }
 
 // Window is an interval of wall-clock Unix nanoseconds.
@@ -66,6 +74,12 @@ const (
 	// LostUpdate: two acknowledged writes committed the same version of a
 	// row (optimistic locking failed).
 	LostUpdate ViolationKind = "lost update"
+	// SuspectStale: the read returned a version older than one its own
+	// instance had been told (an invalidation.KindUnconfirmed event it
+	// applied before the read began) was committed but not confirmed in
+	// Redis: after that event the instance must not serve the key from L1
+	// or Redis. Counted with the stale reads.
+	SuspectStale ViolationKind = "stale read after an unconfirmed-write announcement"
 )
 
 // Violation is one broken rule.
@@ -88,7 +102,7 @@ func (v Violation) String() string {
 			s += " (degraded)"
 		}
 	}
-	if v.Kind == Stale {
+	if v.Kind == Stale || v.Kind == SuspectStale {
 		s += fmt.Sprintf("; read began %v after the acknowledgement", v.Staleness.Round(time.Microsecond))
 	}
 	return s
@@ -114,6 +128,12 @@ type Report struct {
 	// FailedWritesSeen counts the failed writes whose value was read: they
 	// committed although the caller saw an error.
 	FailedWritesSeen int
+	// UnconfirmedWrites were acknowledged with ErrInvalidationUnconfirmed;
+	// KilledWrites committed in a process killed before invalidating;
+	// OutsideWrites were made around the library (then Invalidate);
+	// Announcements counts the unconfirmed-write announcements instances
+	// applied (KindSuspect).
+	UnconfirmedWrites, KilledWrites, OutsideWrites, Announcements int
 
 	StaleReads     int
 	WorstStaleness time.Duration // the largest Staleness among stale reads
@@ -148,6 +168,10 @@ func (r *Report) String() string {
 		r.Ops, time.Duration(r.End-r.Start).Round(time.Millisecond), r.Reads, r.ReadsChecked, r.ReadErrors, r.Writes, r.Conflicts, r.FailedWrites, r.Rollbacks)
 	fmt.Fprintf(&b, "degraded writes (invalidation missed Redis) %d (never covered by an epoch bump: %d), epoch changes %d; failed writes whose value was read (they committed) %d\n",
 		r.DegradedWrites, r.DegradedUncovered, r.EpochChanges, r.FailedWritesSeen)
+	if r.UnconfirmedWrites+r.KilledWrites+r.OutsideWrites+r.Announcements > 0 {
+		fmt.Fprintf(&b, "acknowledged with ErrInvalidationUnconfirmed %d, killed between COMMIT and invalidation %d (bounded by the TTL), made around the library %d; unconfirmed-write announcements applied %d\n",
+			r.UnconfirmedWrites, r.KilledWrites, r.OutsideWrites, r.Announcements)
+	}
 	fmt.Fprintf(&b, "stale reads %d (worst staleness %v), read-your-writes violations %d, integrity violations %d\n",
 		r.StaleReads, r.WorstStaleness.Round(time.Microsecond), r.RYWViolations, r.IntegrityViolations)
 	fmt.Fprintf(&b, "longest legal lag (a read began after a newer write's acknowledgement and returned the older version): %v behind a write that reached Redis, %v behind a degraded write\n",
@@ -228,6 +252,13 @@ func Check(ops []Op, o CheckOptions) *Report {
 		o.Examples = 5
 	}
 	r := &Report{Counts: map[ViolationKind]int{}, Start: math.MaxInt64}
+	if o.TTLAllowance == 0 {
+		o.TTLAllowance = defaultTTLAllowance
+	}
+	var found []Violation
+	report := func(v Violation) { found = append(found, v) }
+	ch := chainOutside(ops)
+	suspects := map[instKey][]*Op{}
 	var reads []*Op
 	byToken := map[int64]*Op{}
 	epochs := map[int][]int64{}
@@ -240,9 +271,21 @@ func Check(ops []Op, o CheckOptions) *Report {
 			epochs[op.Inst] = append(epochs[op.Inst], op.Ret)
 			continue
 		}
+		if op.Kind == KindSuspect {
+			k := instKey{op.Inst, op.Key}
+			suspects[k] = append(suspects[k], op)
+			r.Announcements++
+			continue
+		}
 		r.Ops++
 		r.Start = min(r.Start, op.Call)
 		r.End = max(r.End, op.Ret)
+		if ch.keys[op.Key] {
+			var ok bool
+			if op, ok = ch.logical(op, report); !ok {
+				continue
+			}
+		}
 		switch op.Kind {
 		case KindRead:
 			r.Reads++
@@ -260,6 +303,15 @@ func Check(ops []Op, o CheckOptions) *Report {
 				r.Rollbacks++
 			case op.Status == StatusOK:
 				r.Writes++
+				if op.Unconfirmed {
+					r.UnconfirmedWrites++
+				}
+				if op.Killed {
+					r.KilledWrites++
+				}
+				if op.Outside {
+					r.OutsideWrites++
+				}
 				acked[op.Key] = append(acked[op.Key], op)
 				k := instKey{op.Inst, op.Key}
 				mine[k] = append(mine[k], op)
@@ -279,22 +331,37 @@ func Check(ops []Op, o CheckOptions) *Report {
 	for _, ts := range epochs {
 		sort.Slice(ts, func(i, j int) bool { return ts[i] < ts[j] })
 	}
-	bound, allowance := int64(o.Bound), int64(o.EpochAllowance)
+	bound, allowance, ttl := int64(o.Bound), int64(o.EpochAllowance), int64(o.TTLAllowance)
 	deadline := func(w *Op) int64 {
-		if !w.Degraded {
+		byTTL := w.Ret + ttl + bound
+		switch {
+		case w.Killed:
+			return byTTL
+		case !w.Degraded:
 			return w.Ret + bound
 		}
 		ts := epochs[w.Inst]
 		i := sort.Search(len(ts), func(i int) bool { return ts[i] >= w.Ret })
 		if i == len(ts) {
 			r.DegradedUncovered++
-			return math.MaxInt64
+			return byTTL
 		}
-		return ts[i] + bound + allowance
+		return min(ts[i]+bound+allowance, byTTL)
 	}
-
-	var found []Violation
-	report := func(v Violation) { found = append(found, v) }
+	// Per instance and key, the announcements of unconfirmed writes it
+	// applied, by time, with prefix maxima of their versions.
+	susMax := make(map[instKey][]uint64, len(suspects))
+	for k, ss := range suspects {
+		sort.Slice(ss, func(i, j int) bool { return ss[i].Ret < ss[j].Ret })
+		m := make([]uint64, len(ss))
+		for i, s := range ss {
+			m[i] = s.Ver
+			if i > 0 {
+				m[i] = max(m[i], m[i-1])
+			}
+		}
+		susMax[k] = m
+	}
 
 	// Index the acknowledged writes per key, by version.
 	keys := make(map[int64]*keyWrites, len(acked))
@@ -408,6 +475,18 @@ func Check(ops []Op, o CheckOptions) *Report {
 				}
 			}
 		}
+		// Rule 4: announcements of unconfirmed writes (not for outside rows,
+		// whose announcements carry no version).
+		if ss := suspects[instKey{rd.Inst, rd.Key}]; ss != nil && !ch.keys[rd.Key] {
+			i := sort.Search(len(ss), func(i int) bool { return ss[i].Ret >= rd.Call }) - 1
+			if i >= 0 && susMax[instKey{rd.Inst, rd.Key}][i] > rd.Ver {
+				j := i
+				for ss[j].Ver != susMax[instKey{rd.Inst, rd.Key}][i] {
+					j--
+				}
+				report(Violation{Kind: SuspectStale, Read: *rd, Write: ss[j], Staleness: time.Duration(rd.Call - ss[j].Ret)})
+			}
+		}
 		// Rule 2: read-your-writes.
 		if iw := own[instKey{rd.Inst, rd.Key}]; iw != nil {
 			i := sort.Search(len(iw.byRet), func(i int) bool { return iw.byRet[i].Ret >= rd.Call }) - 1
@@ -424,6 +503,8 @@ func Check(ops []Op, o CheckOptions) *Report {
 		case Stale:
 			r.StaleReads++
 			r.WorstStaleness = max(r.WorstStaleness, v.Staleness)
+		case SuspectStale:
+			r.StaleReads++
 		case ReadYourWrites:
 			r.RYWViolations++
 		default:
@@ -448,4 +529,94 @@ func resumed(ws []Window, t, grace int64) (time.Duration, bool) {
 		}
 	}
 	return 0, false
+}
+
+// defaultTTLAllowance is CheckOptions.TTLAllowance's default: the cache's
+// default L2TTL.
+const defaultTTLAllowance = 10 * time.Minute
+
+// outsideChains orders the writes made around the library (Op.Outside).
+// They leave the version as it is or reset it to 1, so the version does not
+// order them; each records the token of the row it replaced (read under a
+// row lock), which chains every row's outside writes from its seed (token
+// 0). A write's logical version is its place in the chain (the seed is 1);
+// the checker substitutes it for the row version in every operation on
+// those rows, after checking that a read's row version is the one the
+// write of its token wrote.
+type outsideChains struct {
+	keys    map[int64]bool   // rows with outside writes
+	pos     map[int64]uint64 // token → logical version (0: not in a chain)
+	realVer map[int64]uint64 // token → the row version it wrote
+}
+
+func chainOutside(ops []Op) *outsideChains {
+	ch := &outsideChains{keys: map[int64]bool{}}
+	children := map[[2]int64][]*Op{} // (key, prev token) → writes that replaced it
+	for i := range ops {
+		op := &ops[i]
+		if op.Kind == KindWrite && op.Outside && (op.Status == StatusOK || op.Status == StatusError) {
+			ch.keys[op.Key] = true
+			children[[2]int64{op.Key, op.Prev}] = append(children[[2]int64{op.Key, op.Prev}], op)
+		}
+	}
+	if len(ch.keys) == 0 {
+		return ch
+	}
+	ch.pos, ch.realVer = map[int64]uint64{}, map[int64]uint64{}
+	for key := range ch.keys {
+		type node struct {
+			tok int64
+			pos uint64
+		}
+		queue := []node{{0, 1}}
+		for len(queue) > 0 {
+			n := queue[0]
+			queue = queue[1:]
+			for _, w := range children[[2]int64{key, n.tok}] {
+				if _, seen := ch.pos[w.Token]; !seen {
+					ch.pos[w.Token], ch.realVer[w.Token] = n.pos+1, w.Ver
+					queue = append(queue, node{w.Token, n.pos + 1})
+				}
+			}
+		}
+	}
+	return ch
+}
+
+// logical returns a copy of op (on a row with outside writes) with its
+// logical version, reporting a read whose row version is not the one its
+// value's write wrote. ok is false for an outside write outside every
+// chain (its predecessor is not in the history: possible only in a check
+// made while the instances still run): it is left out.
+func (ch *outsideChains) logical(op *Op, report func(Violation)) (*Op, bool) {
+	c := *op
+	switch c.Kind {
+	case KindWrite:
+		p, ok := ch.pos[c.Token]
+		if !ok {
+			if c.Status == StatusOK {
+				report(Violation{Kind: Unknown, Read: c})
+			}
+			return nil, false
+		}
+		c.Ver = p
+	case KindRead:
+		if c.Status != StatusOK {
+			break
+		}
+		want, p := uint64(1), uint64(1)
+		if c.Token != 0 {
+			var ok bool
+			if p, ok = ch.pos[c.Token]; !ok {
+				c.Ver = 0 // a value of no chained write: Unknown or Mismatch below
+				break
+			}
+			want = ch.realVer[c.Token]
+		}
+		if c.Ver != want {
+			report(Violation{Kind: Mismatch, Read: c})
+		}
+		c.Ver = p
+	}
+	return &c, true
 }

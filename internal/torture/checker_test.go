@@ -255,3 +255,88 @@ func TestConvergenceChecker(t *testing.T) {
 		t.Log(m)
 	}
 }
+
+func (x h) outside(inst int, key int64, call, ret int64, ver uint64, token, prev int64) h {
+	x = x.write(inst, key, call, ret, ver, token, StatusOK)
+	x[len(x)-1].Outside, x[len(x)-1].Prev = true, prev
+	return x
+}
+
+func (x h) killed(inst int, key int64, call, ret int64, ver uint64, token int64) h {
+	x = x.write(inst, key, call, ret, ver, token, StatusOK)
+	x[len(x)-1].Killed = true
+	return x
+}
+
+func (x h) suspect(inst int, key int64, at int64, ver uint64) h {
+	return append(x, Op{Inst: inst, Key: key, Kind: KindSuspect, Call: (1000 + at) * ms, Ret: (1000 + at) * ms, Ver: ver, Status: StatusOK})
+}
+
+// TestCheckerIssue10Rules covers the rules added with the faults of issue
+// 10: writes around the library ordered by their chain of tokens, writes of
+// killed processes and uncovered degraded writes bounded by the TTL, and
+// announcements of unconfirmed writes.
+func TestCheckerIssue10Rules(t *testing.T) {
+	opts := testOpts
+	opts.TTLAllowance = 2 * time.Second
+	for _, tc := range []struct {
+		name string
+		hist h
+		kind ViolationKind // "" for a legal history
+	}{
+		{"outside write at the same version, old value read after the bound", h{}.
+			outside(1, 7, 0, 10, 1, 101, 0).
+			read(2, 7, 200, 201, 1, 0), Stale},
+		{"outside write at the same version, new value read", h{}.
+			outside(1, 7, 0, 10, 1, 101, 0).
+			read(2, 7, 200, 201, 1, 101), ""},
+		{"re-insert at version 1 after versioned history, old value read", h{}.
+			outside(1, 7, 0, 10, 1, 101, 0).
+			outside(1, 7, 20, 30, 1, 102, 101).
+			read(2, 7, 300, 301, 1, 101), Stale},
+		{"outside chain, read within the bound", h{}.
+			outside(1, 7, 0, 10, 1, 101, 0).
+			outside(1, 7, 20, 30, 1, 102, 101).
+			read(2, 7, 50, 51, 1, 101), ""},
+		{"outside write read back by its writer", h{}.
+			outside(1, 7, 0, 10, 1, 101, 0).
+			read(1, 7, 11, 12, 1, 0), ReadYourWrites},
+		{"outside value with the wrong row version", h{}.
+			outside(1, 7, 0, 10, 1, 101, 0).
+			read(2, 7, 11, 12, 5, 101), Mismatch},
+		{"killed writer's value missed within the TTL", h{}.
+			killed(1, 7, 0, 10, 2, 101).
+			read(2, 7, 1500, 1501, 1, 0), ""},
+		{"killed writer's value missed after the TTL", h{}.
+			killed(1, 7, 0, 10, 2, 101).
+			read(2, 7, 2200, 2201, 1, 0), Stale},
+		{"uncovered degraded write missed after the TTL", h{}.
+			degraded(1, 7, 0, 10, 2, 101).
+			read(2, 7, 2200, 2201, 1, 0), Stale},
+		{"read older than an announced unconfirmed write", h{}.
+			degraded(1, 7, 0, 10, 2, 101).
+			suspect(2, 7, 5, 2).
+			read(2, 7, 6, 7, 1, 0), SuspectStale},
+		{"read before the announcement", h{}.
+			degraded(1, 7, 0, 10, 2, 101).
+			suspect(2, 7, 5, 2).
+			read(2, 7, 4, 7, 1, 0), ""},
+		{"another instance than the one told", h{}.
+			degraded(1, 7, 0, 10, 2, 101).
+			suspect(2, 7, 5, 2).
+			read(3, 7, 6, 7, 1, 0), ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := Check(tc.hist, opts)
+			if tc.kind == "" {
+				if r.Violations() != 0 {
+					t.Fatalf("flagged a legal history:\n%s", r)
+				}
+				return
+			}
+			if r.Counts[tc.kind] == 0 {
+				t.Fatalf("want %s, got:\n%s", tc.kind, r)
+			}
+		})
+	}
+}

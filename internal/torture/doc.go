@@ -43,8 +43,67 @@
 // the checker to report violations (and the same run with the mitigation in
 // place to report none).
 //
-//	go test ./internal/torture/                                               # checker tests, bad input, short profile, mutations (~2 min)
-//	go test -v -run TestTorture -timeout 60m ./internal/torture/ -torture.long # ≥1e6 operations, ≥200 faults
+// # The faults of issue 10 (Redis loses, evicts or refuses what it acknowledged)
+//
+// Each is a fault kind (harness_test.go), run on its own by TestFaults and
+// mixed into the long profile:
+//
+//   - sentinel-failover, sentinel-kill-lagging: a Sentinel deployment
+//     (testenv.StartSentinelGroup: a primary, a replica, three sentinels,
+//     quorum 2, down-after 500 ms); the instances use
+//     redis.NewFailoverClient and reach every server through proxies of
+//     their own (a Dialer maps server addresses to proxies). SENTINEL
+//     FAILOVER during traffic; or the replica is cut off (a wrong
+//     masterauth and CLIENT KILL TYPE replica), writes go on, the primary
+//     is killed -9 and the sentinels promote the replica, which lacks them.
+//   - rdb-restore: SAVE, writes, kill -9, restart from the older dump.rdb;
+//     paused-across-restore: the same while one instance is stopped.
+//   - maxmemory-{noeviction,allkeys-lru,volatile-lru,allkeys-random}:
+//     maxmemory set 1 MB above what Redis uses, and a filler writing 16 KB
+//     junk keys (outside the namespace, with a TTL) for the fault's length.
+//   - slow-redis: 150-500 ms each way on one instance's cache connections
+//     (slower than RedisTimeout); slow-lossy-redis also resets them every
+//     30-100 ms, so some commands in flight are lost.
+//   - writer-shutdown: one instance cut from Redis for 1.2-2 s (its writes
+//     return ErrInvalidationUnconfirmed: they committed, so they count as
+//     acknowledged, degraded), then shut down with Cache.Close with the
+//     partition healed before, during or never, and replaced;
+//     kill9-after-commit: an instance commits a write with plain GORM (the
+//     repository has no hook between COMMIT and invalidation), records it,
+//     and kills itself before invalidating, and is replaced.
+//   - operator-del: DEL of every "<ns>:{...}" key (entries, tombstones,
+//     leases), not the epoch or incarnation markers.
+//   - outside-write: on rows only they touch, plain GORM updates that leave
+//     the version as it is and DELETE + re-insert at version 1 (under a row
+//     lock, recording the token they replaced), then
+//     Repository.Invalidate; acknowledged when Invalidate returns.
+//   - long keys (a workload, Config.LongRows): rows read with cache.Get
+//     under a 2 KB key and written with Invalidate of it.
+//
+// The checker's rules for them: writes around the library are ordered by
+// their chain of tokens (the version does not order them); a write whose
+// process was killed between COMMIT and invalidation, or a degraded write
+// never followed by an epoch change of its writer (it closed while cut off),
+// is bounded only by the TTL, L2TTL + B (README: until a change feed
+// exists), which these profiles set to 2-5 s; and an instance that applied
+// another's announcement of an unconfirmed write (KindSuspect, recorded
+// from invalidation.Options.OnApply) must not serve an older version of the
+// key from then on.
+//
+// A mitigation the checker cannot catch: GuardWriteDeadline (switched off,
+// an invalidation gets one RedisTimeout attempt instead of retries within
+// WriteTimeout). Off, more writes fail their invalidation, and such writes
+// are degraded: bounded from their writer's epoch bump, which the library
+// then makes as soon as Redis answers, so no read breaks the guarantee;
+// what it costs is availability (more epoch bumps, each a full miss
+// everywhere). GuardRetire neither: switched off, a retiring invalidation
+// is stamped like an unversioned one (its floor is above every version, so
+// every fill of the row is refused until the tombstone expires), which is
+// safe, only uncached.
+//
+//	go test ./internal/torture/                                               # checker tests, bad input, short profile, fault runs, mutations
+//	go test -run 'TestFaults|TestMutations' ./internal/torture/ -torture.sentinel # with the Sentinel runs (30-40 s each)
+//	go test -v -run TestTorture -timeout 90m ./internal/torture/ -torture.long # ≥1e6 operations, ≥200 faults, then a Sentinel part
 //	go test -v ./internal/torture/ -torture.strict=false                      # the relaxed check used before the fixes below
 //
 // (The -torture.* flags go after the package: go test stops reading its own
@@ -70,4 +129,13 @@
 //   - TestBadInputData/bit_flip_in_the_payload: the envelope had no
 //     checksum, so a corrupted payload that still decoded was served as it
 //     was. Value entries now carry a CRC-32C of their payload.
+//   - TestFaults/RDBRestore, PausedAcrossRestore and SentinelFailover:
+//     Redis was read for up to three ServerCheckIntervals after the last
+//     identity check, so a server restored from an older snapshot, or failed
+//     over to a replica that lacked the latest tombstones, inside that window
+//     was read (its stale entries served, to the writer too) before the
+//     change was noticed. The cache now reads the identity on every new
+//     connection (a restart or failover breaks them all) and discards a
+//     reply that crossed a change; cache.TestRestoreWithinVouch reproduces
+//     it with one cache, the mutation conn-identity/rdb-restore here.
 package torture

@@ -49,7 +49,33 @@ const (
 	fCutBus       faultKind = "net-cut-bus"        // an instance's bus connections refused
 	fPGLatency    faultKind = "net-latency-pg"     // delay through the instances' Postgres proxy
 	fPGReset      faultKind = "net-reset-pg"       // RST every connection through the Postgres proxy
+
+	// The faults of issue 10: Redis loses, evicts or refuses what it
+	// acknowledged, and writers that stop at the wrong moment.
+	fSentinelFailover faultKind = "sentinel-failover"        // SENTINEL FAILOVER during traffic (sentinel profiles)
+	fSentinelKill     faultKind = "sentinel-kill-lagging"    // the replica stops replicating, the primary is killed -9, the sentinels promote the replica
+	fRDBRestore       faultKind = "rdb-restore"              // SAVE, writes go on, SIGKILL, restart from the older dump.rdb
+	fMaxmemNoEvict    faultKind = "maxmemory-noeviction"     // memory full (filler), maxmemory-policy noeviction
+	fMaxmemAllLRU     faultKind = "maxmemory-allkeys-lru"    // memory full (filler), allkeys-lru
+	fMaxmemVolLRU     faultKind = "maxmemory-volatile-lru"   // memory full (filler), volatile-lru
+	fMaxmemAllRandom  faultKind = "maxmemory-allkeys-random" // memory full (filler), allkeys-random
+	fSlowRedis        faultKind = "slow-redis"               // 150-500 ms each way on one instance's cache connections (slower than RedisTimeout)
+	fSlowLossy        faultKind = "slow-lossy-redis"         // the same, and its connections reset every 30-100 ms (commands in flight are lost)
+	fWriterShutdown   faultKind = "writer-shutdown"          // cut one instance's cache connections, then Close it (rolling deploy): healed before, during, or never
+	fKill9            faultKind = "kill9-after-commit"       // an instance commits a write and kills itself (SIGKILL) before invalidating
+	fOperatorDel      faultKind = "operator-del"             // DEL of every key of the namespace but the epoch's
+	fOutsideWrite     faultKind = "outside-write"            // writes around the library (version unchanged, or DELETE + re-insert at 1), then Repository.Invalidate
+	fPausedRestore    faultKind = "paused-across-restore"    // SAVE, writes, SIGSTOP an instance, restart Redis from the dump, SIGCONT
 )
+
+// verboseFaults are logged with their start time (they are rare and
+// change the server under the instances).
+var verboseFaults = map[faultKind]bool{fSentinelFailover: true, fSentinelKill: true, fRDBRestore: true, fPausedRestore: true, fWriterShutdown: true, fKill9: true}
+
+// maxmemPolicy is each maxmemory fault's policy.
+var maxmemPolicy = map[faultKind]string{
+	fMaxmemNoEvict: "noeviction", fMaxmemAllLRU: "allkeys-lru", fMaxmemVolLRU: "volatile-lru", fMaxmemAllRandom: "allkeys-random",
+}
 
 // maxFaultDur caps any fault's duration.
 const maxFaultDur = 2 * time.Second
@@ -99,6 +125,22 @@ type profile struct {
 	epochInterval   time.Duration
 	redisRetryAfter time.Duration
 
+	// sentinel runs the instances against a Sentinel deployment (a primary,
+	// a replica and three sentinels) with redis.NewFailoverClient, each
+	// server reached through the instance's proxies.
+	sentinel bool
+	// l2TTL is the instances' cache.Options.L2TTL (0: default) and the
+	// checker's TTLAllowance for what only the TTLs bound.
+	l2TTL time.Duration
+	// fillDelay delays every Redis fill in the instances (targeted runs).
+	fillDelay time.Duration
+	// outsideRows and longRows: see Config; outsideBurst is how many
+	// outside writes one fOutsideWrite makes (default 5).
+	outsideRows, longRows, outsideBurst int
+	// shutdownVariant forces fWriterShutdown's variant: 1 heals before
+	// Close, 2 during it, 3 never (0: drawn).
+	shutdownVariant int
+
 	strict          bool          // no exemption for the known library issues
 	stopOnViolation bool          // mutation runs: stop at the first violation
 	checkEvery      time.Duration // how often to check while running (stopOnViolation)
@@ -114,6 +156,17 @@ var defaultLengths = map[faultKind]span{
 	fCut:          {100 * time.Millisecond, 500 * time.Millisecond},
 	fCutBus:       {100 * time.Millisecond, 500 * time.Millisecond},
 	fPGLatency:    {200 * time.Millisecond, 800 * time.Millisecond},
+
+	fSentinelKill:    {300 * time.Millisecond, 800 * time.Millisecond}, // writes the replica misses before the kill
+	fRDBRestore:      {200 * time.Millisecond, 800 * time.Millisecond}, // writes after the snapshot
+	fMaxmemNoEvict:   {500 * time.Millisecond, 1500 * time.Millisecond},
+	fMaxmemAllLRU:    {500 * time.Millisecond, 1500 * time.Millisecond},
+	fMaxmemVolLRU:    {500 * time.Millisecond, 1500 * time.Millisecond},
+	fMaxmemAllRandom: {500 * time.Millisecond, 1500 * time.Millisecond},
+	fSlowRedis:       {1000 * time.Millisecond, 2000 * time.Millisecond},
+	fSlowLossy:       {1000 * time.Millisecond, 2000 * time.Millisecond},
+	fWriterShutdown:  {1200 * time.Millisecond, 2000 * time.Millisecond}, // the cut before Close: writes fail their invalidations
+	fPausedRestore:   {300 * time.Millisecond, 600 * time.Millisecond},   // writes after the snapshot
 }
 
 // bound is B_check.
@@ -143,6 +196,7 @@ type child struct {
 	log    string
 	tail   *Tail
 	exited chan struct{}
+	gone   bool // killed or shut down by a fault (and replaced)
 }
 
 type lockedBuffer struct {
@@ -192,18 +246,81 @@ type cluster struct {
 	t       *testing.T
 	p       profile
 	rng     *rand.Rand
-	srv     *testenv.RedisServer
-	admin   *redis.Client
+	srv     *testenv.RedisServer   // single-server profiles
+	admin   *redis.Client          // of srv
+	sg      *testenv.SentinelGroup // sentinel profiles
 	db      *gorm.DB
 	appName string
+	ns      string
+	dsn     string
+	prefix  string
+	exe     string
 	kids    []*child
-	data    []*testenv.Proxy // per instance: the cache's Redis connections
-	bus     []*testenv.Proxy // per instance: the bus's Redis connections
+	data    []pgroup // per instance: the cache's Redis connections
+	bus     []pgroup // per instance: the bus's Redis connections
 	pg      *testenv.Proxy
 	dir     string
 
 	faults map[faultKind]int
 	paused map[int][]Window // instance → SIGSTOP..SIGCONT windows
+	// ttlBound: an instance died with writes only the TTLs bound (kill -9,
+	// or Close without reaching Redis): convergence waits for the TTL.
+	ttlBound bool
+	notes    map[string]int // outcomes of fault variants, for the summary
+}
+
+// pgroup is an instance's proxies to every Redis server of the deployment
+// (one for a single server): a network fault applies to all of them.
+type pgroup []*testenv.Proxy
+
+func (g pgroup) Cut() {
+	for _, p := range g {
+		p.Cut()
+	}
+}
+
+func (g pgroup) Blackhole() {
+	for _, p := range g {
+		p.Blackhole()
+	}
+}
+
+func (g pgroup) Restore() {
+	for _, p := range g {
+		p.Restore()
+	}
+}
+
+func (g pgroup) SetLatency(d time.Duration) {
+	for _, p := range g {
+		p.SetLatency(d)
+	}
+}
+
+func (g pgroup) Reset() {
+	for _, p := range g {
+		p.Reset()
+	}
+}
+
+// primary returns the current primary and an administrative client of it.
+func (cl *cluster) primary(ctx context.Context) (*testenv.RedisServer, *redis.Client, error) {
+	if cl.sg == nil {
+		return cl.srv, cl.admin, nil
+	}
+	return cl.sg.Primary(ctx)
+}
+
+// live returns the indices of the instances still running (not killed or
+// shut down by a fault).
+func (cl *cluster) live() []int {
+	var out []int
+	for i, k := range cl.kids {
+		if !k.gone {
+			out = append(out, i)
+		}
+	}
+	return out
 }
 
 // result is everything a run measured.
@@ -224,33 +341,40 @@ type result struct {
 	explainedList []Disagreement
 	cacheStats    []cache.Stats
 	busStats      []invalidation.Stats
+	notes         map[string]int
 }
 
 func newCluster(t *testing.T, p profile) *cluster {
 	t.Helper()
-	cl := &cluster{t: t, p: p, rng: rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 7)), faults: map[faultKind]int{}, paused: map[int][]Window{}, dir: t.TempDir()}
+	cl := &cluster{t: t, p: p, rng: rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 7)), faults: map[faultKind]int{}, paused: map[int][]Window{},
+		dir: t.TempDir(), notes: map[string]int{}}
 	dsn := os.Getenv(testenv.EnvPostgres)
-	if !p.l1Only {
-		cl.srv = testenv.StartRedis(t)
+	switch {
+	case p.l1Only:
+		testenv.RedisAddr(t) // skip without `make test`
+	case p.sentinel:
+		cl.sg = testenv.StartSentinelGroup(t, 1)
+	default:
+		// Its own directory, for SAVE and the restart from an older dump.rdb.
+		cl.srv = testenv.StartRedis(t, "--dir", t.TempDir(), "--dbfilename", "dump.rdb")
 		cl.admin = redis.NewClient(&redis.Options{Addr: cl.srv.Addr(), ContextTimeoutEnabled: true, MaxRetries: -1})
 		t.Cleanup(func() { cl.admin.Close() })
-	} else {
-		testenv.RedisAddr(t) // skip without `make test`
 	}
 	cl.db = testenv.PostgresPrefixed(t)
 	if err := cl.db.AutoMigrate(&Row{}); err != nil {
 		t.Fatal(err)
 	}
-	seed := make([]Row, p.rows)
+	seed := make([]Row, p.rows+p.outsideRows+p.longRows)
 	for i := range seed {
 		seed[i] = Row{ID: int64(i + 1), Note: "seed", Version: 1}
 	}
 	if err := cl.db.CreateInBatches(seed, 500).Error; err != nil {
 		t.Fatal(err)
 	}
-	prefix := cl.db.Config.NamingStrategy.(schema.NamingStrategy).TablePrefix
+	cl.prefix = cl.db.Config.NamingStrategy.(schema.NamingStrategy).TablePrefix
 	cl.appName = testenv.Name(t)
-	ns := testenv.Name(t)
+	cl.ns = testenv.Name(t)
+	cl.dsn = dsn
 	if p.pgProxy {
 		host, port := pgHostPort(dsn)
 		cl.pg = testenv.NewProxy(t, host+":"+port)
@@ -260,22 +384,10 @@ func newCluster(t *testing.T, p profile) *cluster {
 	if err != nil {
 		t.Fatal(err)
 	}
+	cl.exe = exe
 	t.Cleanup(cl.kill)
-	for i := 1; i <= p.instances; i++ {
-		cfg := Config{
-			Inst: i, DSN: instanceDSN(dsn, cl.appName+"_i"+strconv.Itoa(i), cl.pg), TablePrefix: prefix, Namespace: ns,
-			Rows: p.rows, HotRows: p.hotRows, ZipfS: p.zipfS,
-			Readers: p.readers, Writers: p.writers, Txers: p.txers, ReadPause: p.readPause, WritePause: p.writePause,
-			ChainProb: p.chainProb, RollbackProb: p.rollbackProb, TxUniform: p.txUniform, BurstOn: p.burstOn, BurstOff: p.burstOff,
-			NoL1: p.noL1, HealthWindow: p.healthWindow, EpochInterval: p.epochInterval, RedisRetryAfter: p.redisRetryAfter,
-			Log: filepath.Join(cl.dir, fmt.Sprintf("ops-%d.jsonl", i)), Seed: cl.rng.Uint64(),
-		}
-		if !p.l1Only {
-			dp, bp := testenv.NewProxy(t, cl.srv.Addr()), testenv.NewProxy(t, cl.srv.Addr())
-			cl.data, cl.bus = append(cl.data, dp), append(cl.bus, bp)
-			cfg.RedisAddr, cfg.BusRedisAddr = dp.Addr(), bp.Addr()
-		}
-		cl.spawn(exe, cfg)
+	for range p.instances {
+		cl.addInstance()
 	}
 	for _, k := range cl.kids {
 		if _, err := k.wait(60 * time.Second); err != nil {
@@ -283,6 +395,51 @@ func newCluster(t *testing.T, p profile) *cluster {
 		}
 	}
 	return cl
+}
+
+// addInstance spawns one more instance process (numbered after the
+// others), with proxies of its own; the caller waits for it to be ready.
+func (cl *cluster) addInstance() *child {
+	t, p := cl.t, cl.p
+	i := len(cl.kids) + 1
+	cfg := Config{
+		Inst: i, DSN: instanceDSN(cl.dsn, cl.appName+"_i"+strconv.Itoa(i), cl.pg), TablePrefix: cl.prefix, Namespace: cl.ns,
+		Rows: p.rows, HotRows: p.hotRows, ZipfS: p.zipfS,
+		Readers: p.readers, Writers: p.writers, Txers: p.txers, ReadPause: p.readPause, WritePause: p.writePause,
+		ChainProb: p.chainProb, RollbackProb: p.rollbackProb, TxUniform: p.txUniform, BurstOn: p.burstOn, BurstOff: p.burstOff,
+		NoL1: p.noL1, HealthWindow: p.healthWindow, EpochInterval: p.epochInterval, RedisRetryAfter: p.redisRetryAfter,
+		L2TTL: p.l2TTL, FillDelay: p.fillDelay, OutsideRows: p.outsideRows, LongRows: p.longRows,
+		Log: filepath.Join(cl.dir, fmt.Sprintf("ops-%d.jsonl", i)), Seed: cl.rng.Uint64(),
+	}
+	switch {
+	case cl.sg != nil:
+		cfg.SentinelAddrs, cfg.MasterName = cl.sg.SentinelAddrs(), cl.sg.Master
+		cfg.DataAddrMap, cfg.BusAddrMap = map[string]string{}, map[string]string{}
+		var dg, bg pgroup
+		for _, s := range cl.sg.Servers {
+			dp, bp := testenv.NewProxy(t, s.Addr()), testenv.NewProxy(t, s.Addr())
+			dg, bg = append(dg, dp), append(bg, bp)
+			cfg.DataAddrMap[s.Addr()], cfg.BusAddrMap[s.Addr()] = dp.Addr(), bp.Addr()
+		}
+		cl.data, cl.bus = append(cl.data, dg), append(cl.bus, bg)
+	case !p.l1Only:
+		dp, bp := testenv.NewProxy(t, cl.srv.Addr()), testenv.NewProxy(t, cl.srv.Addr())
+		cl.data, cl.bus = append(cl.data, pgroup{dp}), append(cl.bus, pgroup{bp})
+		cfg.RedisAddr, cfg.BusRedisAddr = dp.Addr(), bp.Addr()
+	}
+	cl.spawn(cl.exe, cfg)
+	return cl.kids[len(cl.kids)-1]
+}
+
+// replace starts an instance in place of one a fault ended (marked gone)
+// and starts its workload.
+func (cl *cluster) replace() error {
+	k := cl.addInstance()
+	if _, err := k.wait(60 * time.Second); err != nil {
+		return fmt.Errorf("replacement instance %d did not start: %v\n%s", k.n, err, k.stderr)
+	}
+	_, err := k.call(request{Cmd: "start"}, 30*time.Second)
+	return err
 }
 
 // pgHostPort extracts host and port from a keyword/value DSN.
@@ -401,11 +558,15 @@ func (cl *cluster) kill() {
 // quit asks every instance to exit and checks that each exited cleanly
 // (a data race report in an instance makes it exit non-zero).
 func (cl *cluster) quit() {
-	for _, k := range cl.kids {
+	var kids []*child
+	for _, i := range cl.live() {
+		kids = append(kids, cl.kids[i])
+	}
+	for _, k := range kids {
 		k.enc.Encode(request{Cmd: "quit"})
 		k.stdin.Close()
 	}
-	for _, k := range cl.kids {
+	for _, k := range kids {
 		select {
 		case <-k.exited:
 		case <-time.After(20 * time.Second):
@@ -423,10 +584,14 @@ func (cl *cluster) quit() {
 
 // all sends cmd to every instance at once.
 func (cl *cluster) all(cmd string, timeout time.Duration) ([]response, error) {
-	out := make([]response, len(cl.kids))
-	errs := make([]error, len(cl.kids))
+	var kids []*child
+	for _, i := range cl.live() {
+		kids = append(kids, cl.kids[i])
+	}
+	out := make([]response, len(kids))
+	errs := make([]error, len(kids))
 	var wg sync.WaitGroup
-	for i, k := range cl.kids {
+	for i, k := range kids {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -440,7 +605,7 @@ func (cl *cluster) all(cmd string, timeout time.Duration) ([]response, error) {
 // run drives the whole run: workload, faults, checks, convergence.
 func (cl *cluster) run() *result {
 	t, p := cl.t, cl.p
-	res := &result{faults: cl.faults}
+	res := &result{faults: cl.faults, notes: cl.notes}
 	var ops []Op
 	collect := func() {
 		for _, k := range cl.kids {
@@ -451,7 +616,7 @@ func (cl *cluster) run() *result {
 			ops = append(ops, more...)
 		}
 	}
-	opts := CheckOptions{Bound: p.bound(), EpochAllowance: p.epochAllowance()}
+	opts := CheckOptions{Bound: p.bound(), EpochAllowance: p.epochAllowance(), TTLAllowance: p.l2TTL}
 	if _, err := cl.all("start", 30*time.Second); err != nil {
 		t.Fatal(err)
 	}
@@ -565,7 +730,11 @@ func (cl *cluster) converge(res *result, healed time.Time) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	res.settle = time.Since(healed)
-	time.Sleep(2 * cl.p.bound())
+	wait := 2 * cl.p.bound()
+	if cl.ttlBound { // an instance died with writes only the TTLs bound
+		wait = max(wait, cmp.Or(cl.p.l2TTL, cache.DefaultL2TTL)+cl.p.bound())
+	}
+	time.Sleep(wait)
 	giveUp := time.Now().Add(10 * time.Second)
 	for first := true; ; first = false {
 		bad, err := cl.compare()
@@ -653,25 +822,97 @@ func (cl *cluster) length(k faultKind) time.Duration {
 // inject applies one fault, for its duration, and counts it.
 func (cl *cluster) inject(k faultKind) {
 	t := cl.t
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	inst := cl.rng.IntN(len(cl.kids))
+	live := cl.live()
+	inst := live[cl.rng.IntN(len(live))]
 	d := cl.length(k)
 	var err error
+	begun := time.Now()
+	var srv *testenv.RedisServer
+	var admin *redis.Client
+	if !cl.p.l1Only {
+		if srv, admin, err = cl.primary(ctx); err != nil {
+			t.Logf("fault %s: no primary: %v", k, err)
+			return
+		}
+	}
 	switch k {
 	case fNone:
 		return
 	case fKillPubsub:
-		err = cl.admin.Do(ctx, "CLIENT", "KILL", "TYPE", "pubsub").Err()
+		err = admin.Do(ctx, "CLIENT", "KILL", "TYPE", "pubsub").Err()
 	case fPause:
-		err = cl.admin.Do(ctx, "CLIENT", "PAUSE", d.Milliseconds(), "WRITE").Err()
+		err = admin.Do(ctx, "CLIENT", "PAUSE", d.Milliseconds(), "WRITE").Err()
 		time.Sleep(d)
 	case fScriptFlush:
-		err = cl.admin.ScriptFlush(ctx).Err()
+		err = admin.ScriptFlush(ctx).Err()
 	case fRedisRestart:
-		cl.srv.Stop()
+		srv.Stop()
 		time.Sleep(d)
-		cl.srv.Start()
+		srv.Start()
+	case fSentinelFailover, fSentinelKill:
+		if err = cl.sg.WaitReady(30 * time.Second); err != nil {
+			break // not in shape for another failover yet
+		}
+		var addr string
+		if k == fSentinelFailover {
+			addr, err = cl.sg.Failover(20 * time.Second)
+		} else {
+			addr, err = cl.sg.KillLaggingPrimary(d, 20*time.Second)
+		}
+		if err == nil {
+			t.Logf("%s: the master is now %s", k, addr)
+		}
+	case fRDBRestore:
+		// A snapshot, writes the snapshot will not have, then a crash and
+		// a restart from the snapshot.
+		if err = admin.Save(ctx).Err(); err == nil {
+			time.Sleep(d)
+			srv.Stop()
+			srv.Start()
+		}
+	case fMaxmemNoEvict, fMaxmemAllLRU, fMaxmemVolLRU, fMaxmemAllRandom:
+		err = cl.memoryFull(ctx, admin, maxmemPolicy[k], d)
+	case fSlowRedis, fSlowLossy:
+		px := cl.data[inst]
+		px.SetLatency(150*time.Millisecond + time.Duration(cl.rng.Int64N(int64(350*time.Millisecond))))
+		for end := time.Now().Add(d); time.Now().Before(end); {
+			if k == fSlowRedis {
+				time.Sleep(time.Until(end))
+				break
+			}
+			time.Sleep(30*time.Millisecond + time.Duration(cl.rng.Int64N(int64(70*time.Millisecond))))
+			px.Reset()
+		}
+		px.SetLatency(0)
+	case fWriterShutdown:
+		err = cl.writerShutdown(inst, d)
+	case fKill9:
+		err = cl.kill9(inst)
+	case fOperatorDel:
+		err = cl.operatorDel(ctx, admin)
+	case fPausedRestore:
+		// The instance sleeps through a restart from an older snapshot:
+		// when it runs again, its readers may run before it has checked
+		// the server's identity.
+		if err = admin.Save(ctx).Err(); err != nil {
+			break
+		}
+		time.Sleep(d)
+		pid := cl.kids[inst].cmd.Process.Pid
+		w := Window{Start: time.Now().UnixNano()}
+		if err = syscall.Kill(pid, syscall.SIGSTOP); err != nil {
+			break
+		}
+		srv.Stop()
+		srv.Start()
+		time.Sleep(300 * time.Millisecond) // the others notice and move to a new epoch
+		err = syscall.Kill(pid, syscall.SIGCONT)
+		w.End = time.Now().UnixNano()
+		cl.paused[inst+1] = append(cl.paused[inst+1], w)
+	case fOutsideWrite:
+		_, err = cl.kids[inst].call(request{Cmd: "outside", N: cmp.Or(cl.p.outsideBurst, 5)}, 30*time.Second)
 	case fSigstop:
 		pid := cl.kids[inst].cmd.Process.Pid
 		w := Window{Start: time.Now().UnixNano()}
@@ -726,6 +967,9 @@ func (cl *cluster) inject(k faultKind) {
 		t.Logf("fault %s: %v", k, err)
 		return
 	}
+	if verboseFaults[k] {
+		t.Logf("%s: %s on instance %d, %v", stamp(begun.UnixNano()), k, inst+1, time.Since(begun).Round(time.Millisecond))
+	}
 	cl.faults[k]++
 }
 
@@ -744,8 +988,18 @@ func (cl *cluster) heal() {
 	if cl.srv != nil && cl.srv.PID() == 0 {
 		cl.srv.Start()
 	}
-	for _, k := range cl.kids {
-		syscall.Kill(k.cmd.Process.Pid, syscall.SIGCONT)
+	if cl.sg != nil {
+		for _, s := range cl.sg.Servers {
+			if s.PID() == 0 {
+				s.Start()
+			}
+		}
+		if err := cl.sg.WaitReady(30 * time.Second); err != nil {
+			cl.t.Logf("sentinel group after the faults: %v", err)
+		}
+	}
+	for _, i := range cl.live() {
+		syscall.Kill(cl.kids[i].cmd.Process.Pid, syscall.SIGCONT)
 	}
 }
 
@@ -766,6 +1020,14 @@ func (res *result) summary(p profile) string {
 	}
 	sort.Strings(kinds)
 	fmt.Fprintf(&b, "faults injected: %d (%s)\n", total, strings.Join(kinds, ", "))
+	notes := make([]string, 0, len(res.notes))
+	for n, c := range res.notes {
+		notes = append(notes, fmt.Sprintf("%s: %d", n, c))
+	}
+	sort.Strings(notes)
+	for _, n := range notes {
+		fmt.Fprintf(&b, "  %s\n", n)
+	}
 	b.WriteString(res.report.String())
 	if res.explained > 0 {
 		fmt.Fprintf(&b, "disagreements left by writes that committed although their caller got an error (known library issue, not counted): %d, e.g. %v\n",
@@ -789,6 +1051,12 @@ func (res *result) summary(p profile) string {
 	}
 	fmt.Fprintf(&b, "caches: L1 hits %d, L2 hits %d, loads %d, rejected fills %d, invalidations that missed Redis %d, epoch changes %d, L1 flushes %d\n",
 		l1, l2, loads, rejected, pend, epochs, flushes)
+	var inc, lw, lf, oom, retries, unconf, sus uint64
+	for _, s := range res.cacheStats {
+		inc, lw, lf, oom, retries, unconf, sus = inc+s.Incarnations, lw+s.LeaseWaits, lf+s.LeaseFallbacks, oom+s.OOMDeletes, retries+s.InvalidationRetries, unconf+s.UnconfirmedInvalidations, sus+s.Suspects
+	}
+	fmt.Fprintf(&b, "  server incarnations seen %d, lease waits %d (fallbacks %d), OOM deletes %d, invalidation retries %d, unconfirmed invalidations %d, suspect keys %d (live instances only)\n",
+		inc, lw, lf, oom, retries, unconf, sus)
 	var subs, gaps, unhealthy, pubErr uint64
 	for _, s := range res.busStats {
 		subs, gaps, unhealthy, pubErr = subs+s.Subscribes, gaps+s.Gaps, unhealthy+s.Unhealthy, pubErr+s.PublishErrors
@@ -804,4 +1072,156 @@ func first(d []Disagreement) any {
 		return "none"
 	}
 	return d[0]
+}
+
+// memoryFull sets maxmemory just above what the primary uses, with policy,
+// and fills memory with junk keys (16 KB each, with a TTL, outside the
+// namespace) for d; then lifts the limit and deletes the junk.
+func (cl *cluster) memoryFull(ctx context.Context, admin *redis.Client, policy string, d time.Duration) error {
+	info, err := admin.Info(ctx, "memory").Result()
+	if err != nil {
+		return err
+	}
+	used := infoInt(info, "used_memory")
+	if err := admin.ConfigSet(ctx, "maxmemory-policy", policy).Err(); err != nil {
+		return err
+	}
+	if err := admin.ConfigSet(ctx, "maxmemory", strconv.FormatInt(used+1<<20, 10)).Err(); err != nil {
+		return err
+	}
+	junk := cl.ns + "-junk:"
+	filler := redis.NewClient(&redis.Options{Addr: admin.Options().Addr, ContextTimeoutEnabled: true, MaxRetries: -1})
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		val := strings.Repeat("j", 16<<10)
+		for n := 0; ; n++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			fctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+			filler.Set(fctx, junk+strconv.Itoa(n), val, 3*time.Second) // OOM errors under noeviction: memory stays full
+			cancel()
+			time.Sleep(time.Millisecond)
+		}
+	}()
+	time.Sleep(d)
+	close(stop)
+	wg.Wait()
+	filler.Close()
+	err = errors.Join(admin.ConfigSet(ctx, "maxmemory", "0").Err(), admin.ConfigSet(ctx, "maxmemory-policy", "noeviction").Err())
+	testenv.DeletePrefix(admin, junk)
+	return err
+}
+
+func infoInt(info, field string) int64 {
+	for line := range strings.SplitSeq(info, "\n") {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), field+":"); ok {
+			n, _ := strconv.ParseInt(v, 10, 64)
+			return n
+		}
+	}
+	return 0
+}
+
+// operatorDel deletes every key of the namespace but the epoch's and the
+// incarnation markers (the keys with the {e} hash tag): entries,
+// tombstones and leases, as an operator clearing the cache would.
+func (cl *cluster) operatorDel(ctx context.Context, admin *redis.Client) error {
+	iter := admin.Scan(ctx, 0, cl.ns+":{*", 1000).Iterator()
+	var keys []string
+	for iter.Next(ctx) {
+		keys = append(keys, iter.Val())
+	}
+	if err := iter.Err(); err != nil {
+		return err
+	}
+	for len(keys) > 0 {
+		n := min(len(keys), 500)
+		if err := admin.Del(ctx, keys[:n]...).Err(); err != nil {
+			return err
+		}
+		keys = keys[n:]
+	}
+	return nil
+}
+
+// writerShutdown cuts instance i from Redis for d (its writes commit, their
+// invalidations fail: Update returns ErrInvalidationUnconfirmed), then shuts
+// it down as a rolling deploy would (Cache.Close, which bumps the pending
+// epoch within WriteTimeout or reports that it could not), with the
+// partition healed before Close, healed during it, or not healed; then
+// starts a replacement.
+func (cl *cluster) writerShutdown(i int, d time.Duration) error {
+	if len(cl.live()) < 2 {
+		return errors.New("one instance left")
+	}
+	k := cl.kids[i]
+	cl.data[i].Cut()
+	time.Sleep(d)
+	variant := cl.rng.IntN(3)
+	if cl.p.shutdownVariant > 0 {
+		variant = cl.p.shutdownVariant - 1
+	}
+	var healed sync.WaitGroup
+	switch variant {
+	case 0:
+		cl.data[i].Restore()
+	case 1:
+		healed.Add(1)
+		go func() {
+			defer healed.Done()
+			time.Sleep(300 * time.Millisecond) // inside Close's WriteTimeout
+			cl.data[i].Restore()
+		}()
+	}
+	resp, err := k.call(request{Cmd: "shutdown"}, 60*time.Second)
+	healed.Wait()
+	cl.data[i].Restore()
+	if err != nil {
+		return err
+	}
+	select {
+	case <-k.exited:
+	case <-time.After(20 * time.Second):
+		return fmt.Errorf("instance %d did not exit after shutdown", k.n)
+	}
+	k.gone = true
+	name := []string{"healed before Close", "healed during Close", "never healed"}[variant]
+	if resp.CloseErr != "" {
+		cl.ttlBound = true
+		cl.notes[fmt.Sprintf("writer shutdown, %s: Close returned an error", name)]++
+		if variant == 2 && !strings.Contains(resp.CloseErr, cache.ErrInvalidationUnconfirmed.Error()) {
+			return fmt.Errorf("Close of a partitioned writer: %s (want ErrInvalidationUnconfirmed)", resp.CloseErr)
+		}
+	} else {
+		cl.notes[fmt.Sprintf("writer shutdown, %s: Close bumped the epoch", name)]++
+	}
+	return cl.replace()
+}
+
+// kill9 makes instance i commit its next write and kill itself (SIGKILL)
+// before invalidating it, then starts a replacement.
+func (cl *cluster) kill9(i int) error {
+	if len(cl.live()) < 2 {
+		return errors.New("one instance left")
+	}
+	k := cl.kids[i]
+	if _, err := k.call(request{Cmd: "die"}, 10*time.Second); err != nil {
+		return err
+	}
+	select {
+	case <-k.exited:
+	case <-time.After(20 * time.Second):
+		return fmt.Errorf("instance %d did not kill itself", k.n)
+	}
+	for range k.lines {
+	}
+	k.gone = true
+	cl.ttlBound = true
+	return cl.replace()
 }

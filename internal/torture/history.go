@@ -28,6 +28,12 @@ const (
 	// epoch (Ver holds it). Writes whose invalidation could not reach Redis
 	// are bounded from the writer's next epoch change (see Degraded).
 	KindEpoch Kind = "epoch"
+	// KindSuspect records that an instance (Inst) applied another
+	// instance's announcement that its write of Key at version Ver was not
+	// confirmed by Redis (invalidation.KindUnconfirmed): from then on that
+	// instance must not serve an older version of the key (it evicted it
+	// from L1 and stops reading it from Redis until confirmed).
+	KindSuspect Kind = "suspect"
 )
 
 // Status is an operation's outcome.
@@ -65,8 +71,23 @@ type Op struct {
 	// Redis (the cache counted a pending epoch bump during the call): by the
 	// library's contract, other instances are bounded only from the
 	// writer's next epoch bump.
-	Degraded bool   `json:"d,omitempty"`
-	Err      string `json:"e,omitempty"`
+	Degraded bool `json:"d,omitempty"`
+	// Unconfirmed marks an acknowledged write whose call returned an error
+	// wrapping cache.ErrInvalidationUnconfirmed: it committed (so it counts
+	// as acknowledged), its invalidation did not reach Redis in time.
+	Unconfirmed bool `json:"u,omitempty"`
+	// Outside marks a write made around the library (plain GORM, the
+	// version left as it was or a DELETE and re-insert at version 1),
+	// followed by Repository.Invalidate; Prev is the token of the row it
+	// replaced (read under a row lock), so the checker orders such writes
+	// by their chain of tokens instead of by version.
+	Outside bool  `json:"x,omitempty"`
+	Prev    int64 `json:"p,omitempty"`
+	// Killed marks a write that committed and whose process was killed
+	// (SIGKILL) before it invalidated anything: by the README, only the
+	// TTLs bound it (CheckOptions.TTLAllowance).
+	Killed bool   `json:"kd,omitempty"`
+	Err    string `json:"e,omitempty"`
 }
 
 // Duration is the operation's latency.

@@ -3,17 +3,21 @@ package torture
 import (
 	"bufio"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"net"
 	"os"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -44,6 +48,21 @@ const RowNamespace = "row"
 
 // RowKey is the cache key of the row with id.
 func RowKey(id int64) string { return RowNamespace + ":" + strconv.FormatInt(id, 10) }
+
+// LongKey is the cache key of a long-key row (Config.LongRows): 2 KB, longer
+// than cache.MaxStoredKeyLen, so the cache stores it under a hash.
+func LongKey(id int64) string {
+	return "long:" + strings.Repeat("k", 2048) + ":" + strconv.FormatInt(id, 10)
+}
+
+// storedKey is the key the cache stores (and announces) key under.
+func storedKey(key string) string {
+	if len(key) <= cache.MaxStoredKeyLen {
+		return key
+	}
+	sum := sha256.Sum256([]byte(key))
+	return "#" + hex.EncodeToString(sum[:])
+}
 
 // Config configures one instance process. The parent passes it as JSON on
 // the command line (-torture.config); guards to switch off are passed
@@ -86,13 +105,44 @@ type Config struct {
 	EpochInterval   time.Duration // cache.Options.EpochInterval (0: default)
 	RedisRetryAfter time.Duration // cache.Options.RedisRetryAfter (0: default)
 
+	// Sentinel deployments: the instance builds redis.NewFailoverClient
+	// clients on SentinelAddrs (master MasterName) instead of plain ones, and
+	// dials each server through its proxy: DataAddrMap (the cache's client)
+	// and BusAddrMap (the bus's) map a server's address to the proxy's.
+	SentinelAddrs           []string
+	MasterName              string
+	DataAddrMap, BusAddrMap map[string]string
+
+	L2TTL time.Duration // cache.Options.L2TTL (0: default)
+	// FillDelay delays every Redis fill (the BeforeL2Fill failpoint) by this
+	// much, widening the window between a load's database read and its
+	// fill: targeted runs use it to make evictions and deletes of
+	// tombstones meet fills in flight.
+	FillDelay time.Duration
+
+	// OutsideRows rows after Rows (ids Rows+1 ... Rows+OutsideRows) are
+	// written only around the library ("outside" command): plain GORM
+	// updates that leave the version as it is, and DELETE + re-insert at
+	// version 1, each followed by Repository.Invalidate. Readers read them
+	// too.
+	OutsideRows int
+	// LongRows rows after those are read with cache.Get under LongKey (a
+	// 2 KB key) and written with plain versioned updates followed by
+	// cache.Invalidate of that key.
+	LongRows int
+
 	Log  string // path of the operation log
 	Seed uint64
 }
 
+// outsideBase and longBase are the ids before the first outside and long row.
+func (c Config) outsideBase() int64 { return int64(c.Rows) }
+func (c Config) longBase() int64    { return int64(c.Rows + c.OutsideRows) }
+
 // request is one command from the parent, one JSON line on stdin.
 type request struct {
-	Cmd string `json:"cmd"` // start, stop, status, peek, quit
+	Cmd string `json:"cmd"` // start, stop, status, peek, quit, outside, die, shutdown
+	N   int    `json:"n,omitempty"`
 }
 
 // response is the answer, one JSON line on stdout.
@@ -104,6 +154,8 @@ type response struct {
 	Peek   *InstancePeek   `json:"peek,omitempty"`
 	Cache  *cache.Stats    `json:"cache,omitempty"`
 	Bus    *invalidation.Stats
+	// CloseErr is what Cache.Close returned on "shutdown".
+	CloseErr string `json:"closeErr,omitempty"`
 }
 
 // InstanceStatus is an instance's recovery state, for the parent's settling wait.
@@ -184,6 +236,15 @@ type instance struct {
 
 	tokens atomic.Int64
 
+	// gate: every write holds it shared from before it starts until it is
+	// recorded; the "die" path takes it exclusively, so no write is in
+	// flight (committed, not recorded) when the process kills itself.
+	gate sync.RWMutex
+	die  atomic.Bool // the next update commits around the library and kills the process
+	// longIDs maps the stored (hashed) key of each long row to its id.
+	longIDs map[string]int64
+	extra   sync.WaitGroup // "outside" bursts
+
 	// Written by the monitor goroutine.
 	monMu   sync.Mutex
 	epoch   uint64
@@ -229,12 +290,40 @@ func runChild(cfg Config, stdin io.Reader, stdout io.Writer) error {
 	sqlDB.SetMaxIdleConns(cfg.PoolSize)
 	defer sqlDB.Close()
 
-	co := cache.Options{Namespace: cfg.Namespace, EpochInterval: cfg.EpochInterval, RedisRetryAfter: cfg.RedisRetryAfter}
+	co := cache.Options{Namespace: cfg.Namespace, EpochInterval: cfg.EpochInterval, RedisRetryAfter: cfg.RedisRetryAfter, L2TTL: cfg.L2TTL}
 	if cfg.NoL1 {
 		co.L1MaxBytes = -1
 	}
-	if cfg.RedisAddr != "" {
-		in.rdb = redis.NewClient(&redis.Options{Addr: cfg.RedisAddr, ContextTimeoutEnabled: true})
+	in.longIDs = map[string]int64{}
+	for i := int64(1); i <= int64(cfg.LongRows); i++ {
+		in.longIDs[storedKey(LongKey(cfg.longBase()+i))] = cfg.longBase() + i
+	}
+	if cfg.FillDelay > 0 {
+		delay := func(context.Context, string) { time.Sleep(cfg.FillDelay) }
+		for id := int64(1); id <= cfg.longBase(); id++ {
+			defer failpoint.Set(failpoint.BeforeL2Fill, RowKey(id), delay)()
+		}
+		for k := range in.longIDs {
+			defer failpoint.Set(failpoint.BeforeL2Fill, k, delay)()
+		}
+	}
+	newClient := func(addr string, m map[string]string) *redis.Client {
+		if len(cfg.SentinelAddrs) == 0 {
+			return redis.NewClient(&redis.Options{Addr: addr, ContextTimeoutEnabled: true})
+		}
+		return redis.NewFailoverClient(&redis.FailoverOptions{
+			MasterName: cfg.MasterName, SentinelAddrs: cfg.SentinelAddrs, ContextTimeoutEnabled: true,
+			Dialer: func(ctx context.Context, network, addr string) (net.Conn, error) {
+				if p, ok := m[addr]; ok { // a server: through this instance's proxy
+					addr = p
+				}
+				var d net.Dialer
+				return d.DialContext(ctx, network, addr)
+			},
+		})
+	}
+	if cfg.RedisAddr != "" || len(cfg.SentinelAddrs) > 0 {
+		in.rdb = newClient(cfg.RedisAddr, cfg.DataAddrMap)
 		defer in.rdb.Close()
 		co.Redis = in.rdb
 	}
@@ -242,11 +331,12 @@ func runChild(cfg Config, stdin io.Reader, stdout io.Writer) error {
 		return err
 	}
 	defer in.c.Close()
-	if cfg.RedisAddr != "" {
-		in.brdb = redis.NewClient(&redis.Options{Addr: cfg.BusRedisAddr, ContextTimeoutEnabled: true})
+	if in.rdb != nil {
+		in.brdb = newClient(cfg.BusRedisAddr, cfg.BusAddrMap)
 		defer in.brdb.Close()
 		in.bus, err = invalidation.New(ctx, in.c, invalidation.Options{
 			Redis: in.brdb, InstanceID: "i" + strconv.Itoa(cfg.Inst), HealthWindow: cfg.HealthWindow,
+			OnApply: in.onApply,
 		})
 		if err != nil {
 			return err
@@ -306,6 +396,26 @@ func runChild(cfg Config, stdin io.Reader, stdout io.Writer) error {
 		case "quit":
 			in.stopWorkload()
 			return out.Encode(response{})
+		case "outside":
+			in.outsideBurst(req.N)
+		case "die":
+			in.die.Store(true)
+		case "shutdown":
+			// A rolling deploy: stop, close the cache (which flushes a
+			// pending epoch bump within WriteTimeout, or says it could
+			// not), then the bus, and exit.
+			in.stopWorkload()
+			if err := in.c.Close(); err != nil {
+				resp.CloseErr = err.Error()
+			} else {
+				now := time.Now().UnixNano()
+				in.log.Record(Op{Inst: in.cfg.Inst, Kind: KindEpoch, Call: now, Ret: now, Ver: in.c.Stats().Epoch, Status: StatusOK})
+			}
+			if in.bus != nil {
+				in.bus.Close()
+			}
+			in.log.Flush()
+			return out.Encode(resp)
 		default:
 			resp.Err = "unknown command " + req.Cmd
 		}
@@ -369,8 +479,12 @@ func (in *instance) status() InstanceStatus {
 
 func (in *instance) peek(ctx context.Context) (*InstancePeek, error) {
 	p := &InstancePeek{Inst: in.cfg.Inst, Serving: in.c.LocalServing()}
-	for id := int64(1); id <= int64(in.cfg.Rows); id++ {
-		l1, l2, err := in.c.Peek(ctx, RowKey(id))
+	for id := int64(1); id <= in.cfg.longBase()+int64(in.cfg.LongRows); id++ {
+		key := RowKey(id)
+		if id > in.cfg.longBase() {
+			key = LongKey(id)
+		}
+		l1, l2, err := in.c.Peek(ctx, key)
 		if err != nil {
 			return nil, fmt.Errorf("peek %d: %w", id, err)
 		}
@@ -411,6 +525,7 @@ func (in *instance) stopWorkload() int64 {
 	if in.stop != nil {
 		close(in.stop)
 		in.wg.Wait()
+		in.extra.Wait()
 		in.stop = nil
 	}
 	in.log.Flush()
@@ -500,6 +615,11 @@ func (w *worker) update(r *Row) bool {
 	old := uint64(r.Version)
 	r.Token = w.token()
 	r.Note = "w" + strconv.FormatInt(r.Token, 36)
+	if w.in.die.CompareAndSwap(true, false) {
+		return w.dieAfterCommit(r, old)
+	}
+	w.in.gate.RLock()
+	defer w.in.gate.RUnlock()
 	op := Op{Inst: w.in.cfg.Inst, Key: r.ID, Kind: KindWrite, Token: r.Token, Ver: old + 1}
 	pb := w.pendingBumps()
 	op.Call = time.Now().UnixNano()
@@ -509,19 +629,234 @@ func (w *worker) update(r *Row) bool {
 	case err == nil:
 		op.Status, op.Ver = StatusOK, uint64(r.Version)
 		op.Degraded = w.pendingBumps() != pb
+	case errors.Is(err, cache.ErrInvalidationUnconfirmed):
+		// Committed; Redis did not confirm the invalidation in time.
+		op.Status, op.Ver, op.Err = StatusOK, uint64(r.Version), err.Error()
+		op.Unconfirmed, op.Degraded = true, true
 	case errors.Is(err, repository.ErrConflict):
 		op.Status, op.Err = StatusConflict, err.Error()
 	default:
 		op.Status, op.Err = StatusError, err.Error()
 	}
 	w.in.log.Record(op)
-	return err == nil
+	return op.Status == StatusOK
+}
+
+// dieAfterCommit is the kill -9 between COMMIT and invalidation: it waits
+// until no other write is in flight, commits r's update with plain GORM
+// (the repository has no failpoint between its COMMIT and its
+// invalidation), records it as a killed write, flushes the log and kills
+// its own process before invalidating anything.
+func (w *worker) dieAfterCommit(r *Row, old uint64) bool {
+	in := w.in
+	in.gate.Lock()
+	op := Op{Inst: in.cfg.Inst, Key: r.ID, Kind: KindWrite, Token: r.Token, Ver: old + 1, Call: time.Now().UnixNano()}
+	res := in.db.Model(&Row{}).Where("id = ? AND version = ?", r.ID, old).
+		Updates(map[string]any{"token": r.Token, "note": r.Note, "version": old + 1})
+	op.Ret = time.Now().UnixNano()
+	if res.Error != nil || res.RowsAffected == 0 {
+		in.gate.Unlock()
+		in.die.Store(true) // try again with the next write
+		if res.Error == nil {
+			op.Status = StatusConflict
+			in.log.Record(op)
+		}
+		return false
+	}
+	op.Status, op.Killed = StatusOK, true
+	in.log.Record(op)
+	in.log.Flush()
+	syscall.Kill(os.Getpid(), syscall.SIGKILL)
+	select {} // never returns
 }
 
 func (w *worker) reader() {
+	cfg := w.in.cfg
 	for !w.stopped() {
-		w.read(w.key())
+		switch x := w.rng.Float64(); {
+		case cfg.OutsideRows > 0 && x < 0.15:
+			w.read(cfg.outsideBase() + 1 + w.rng.Int64N(int64(cfg.OutsideRows)))
+		case cfg.LongRows > 0 && x > 0.85:
+			w.readLong(cfg.longBase() + 1 + w.rng.Int64N(int64(cfg.LongRows)))
+		default:
+			w.read(w.key())
+		}
 		w.pause(w.jitter(w.in.cfg.ReadPause))
+	}
+}
+
+// readLong reads a long-key row with cache.Get and records it.
+func (w *worker) readLong(id int64) (*Row, bool) {
+	ctx := context.Background()
+	op := Op{Inst: w.in.cfg.Inst, Key: id, Kind: KindRead, Call: time.Now().UnixNano()}
+	r, err := cache.Get(ctx, w.in.c, LongKey(id), func(ctx context.Context, _ string) (Row, uint64, error) {
+		var r Row
+		if err := w.in.db.WithContext(ctx).Take(&r, id).Error; err != nil {
+			if errors.Is(err, gorm.ErrRecordNotFound) {
+				return r, 0, cache.ErrNotFound
+			}
+			return r, 0, err
+		}
+		return r, uint64(r.Version), nil
+	})
+	op.Ret = time.Now().UnixNano()
+	switch {
+	case err == nil:
+		op.Status, op.Ver, op.Token = StatusOK, uint64(r.Version), r.Token
+	case errors.Is(err, cache.ErrNotFound):
+		op.Status, op.Err = StatusNotFound, err.Error()
+	default:
+		op.Status, op.Err = StatusError, err.Error()
+	}
+	w.in.log.Record(op)
+	return &r, err == nil
+}
+
+// writeLong updates a long-key row with plain GORM (versioned) and
+// invalidates its long key, and records it.
+func (w *worker) writeLong(r *Row) {
+	w.in.gate.RLock()
+	defer w.in.gate.RUnlock()
+	ctx := context.Background()
+	old := uint64(r.Version)
+	tok := w.token()
+	op := Op{Inst: w.in.cfg.Inst, Key: r.ID, Kind: KindWrite, Token: tok, Ver: old + 1}
+	pb := w.pendingBumps()
+	op.Call = time.Now().UnixNano()
+	res := w.in.db.WithContext(ctx).Model(&Row{}).Where("id = ? AND version = ?", r.ID, old).
+		Updates(map[string]any{"token": tok, "note": "l" + strconv.FormatInt(tok, 36), "version": old + 1})
+	var err error
+	switch {
+	case res.Error != nil:
+		err = res.Error
+		w.in.c.Invalidate(ctx, LongKey(r.ID), old+1) // outcome unknown: as if committed
+	case res.RowsAffected == 0:
+		err = repository.ErrConflict
+	default:
+		err = w.in.c.Invalidate(ctx, LongKey(r.ID), old+1)
+	}
+	op.Ret = time.Now().UnixNano()
+	switch {
+	case err == nil:
+		op.Status, op.Degraded = StatusOK, w.pendingBumps() != pb
+	case errors.Is(err, cache.ErrInvalidationUnconfirmed):
+		op.Status, op.Err, op.Unconfirmed, op.Degraded = StatusOK, err.Error(), true, true
+	case errors.Is(err, repository.ErrConflict):
+		op.Status, op.Err = StatusConflict, err.Error()
+	default:
+		op.Status, op.Err = StatusError, err.Error()
+	}
+	w.in.log.Record(op)
+}
+
+// outsideBurst runs n writes around the library on the outside rows, in
+// the background (the workload's stop waits for them).
+func (in *instance) outsideBurst(n int) {
+	if in.cfg.OutsideRows == 0 || in.stop == nil {
+		return
+	}
+	w := &worker{in: in, rng: rand.New(rand.NewPCG(in.cfg.Seed^uint64(time.Now().UnixNano()), uint64(in.cfg.Inst)))}
+	in.extra.Add(1)
+	go func() {
+		defer in.extra.Done()
+		for range max(n, 1) {
+			if w.stopped() {
+				return
+			}
+			id := in.cfg.outsideBase() + 1 + w.rng.Int64N(int64(in.cfg.OutsideRows))
+			w.outsideWrite(id, w.rng.IntN(3) == 0)
+			w.read(id)
+		}
+	}()
+}
+
+// outsideWrite writes row id around the library, in a transaction that
+// locks the row first (so that outside writes of a row form one chain of
+// tokens): a plain GORM update of the note and token that leaves the
+// version as it is, or (reinsert) a DELETE and an INSERT at version 1.
+// Then Repository.Invalidate(id). The write is acknowledged when
+// Invalidate returns.
+func (w *worker) outsideWrite(id int64, reinsert bool) {
+	in := w.in
+	in.gate.RLock()
+	defer in.gate.RUnlock()
+	ctx := context.Background()
+	for attempt := 0; attempt < 5; attempt++ {
+		tok := w.token()
+		op := Op{Inst: in.cfg.Inst, Key: id, Kind: KindWrite, Outside: true, Token: tok}
+		pb := w.pendingBumps()
+		var fnDone, gone bool
+		op.Call = time.Now().UnixNano()
+		err := in.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+			var cur Row
+			if err := tx.Clauses(clause.Locking{Strength: "UPDATE"}).Take(&cur, id).Error; err != nil {
+				gone = errors.Is(err, gorm.ErrRecordNotFound) // re-inserted under our feet: try again
+				return err
+			}
+			op.Prev = cur.Token
+			note := "x" + strconv.FormatInt(tok, 36)
+			if reinsert {
+				if err := tx.Delete(&Row{}, id).Error; err != nil {
+					return err
+				}
+				if err := tx.Create(&Row{ID: id, Token: tok, Note: note, Version: 1}).Error; err != nil {
+					return err
+				}
+				op.Ver = 1
+			} else {
+				if err := tx.Model(&cur).Updates(map[string]any{"note": note, "token": tok}).Error; err != nil {
+					return err
+				}
+				op.Ver = uint64(cur.Version)
+			}
+			fnDone = true
+			return nil
+		})
+		if gone {
+			time.Sleep(time.Millisecond)
+			continue
+		}
+		if err == nil || fnDone { // committed, or COMMIT's outcome unknown
+			if ierr := in.repo.Invalidate(ctx, id); err == nil {
+				err = ierr
+			}
+		}
+		op.Ret = time.Now().UnixNano()
+		switch {
+		case err == nil:
+			op.Status, op.Degraded = StatusOK, w.pendingBumps() != pb
+		case errors.Is(err, cache.ErrInvalidationUnconfirmed):
+			op.Status, op.Err, op.Unconfirmed, op.Degraded = StatusOK, err.Error(), true, true
+		case fnDone:
+			op.Status, op.Err = StatusError, err.Error()
+		default:
+			return // rolled back: nothing visible
+		}
+		in.log.Record(op)
+		return
+	}
+}
+
+// onApply records every announcement of an unconfirmed write this instance
+// applied (the checker's rule for GuardSuspect).
+func (in *instance) onApply(e invalidation.Event, _ time.Duration) {
+	if e.Kind != invalidation.KindUnconfirmed {
+		return
+	}
+	now := time.Now().UnixNano()
+	for _, k := range e.Keys {
+		if k.Version == 0 {
+			continue // retired or stamped: no version to hold reads to
+		}
+		id, ok := in.longIDs[k.Key]
+		if !ok {
+			n, err := strconv.ParseInt(strings.TrimPrefix(k.Key, RowNamespace+":"), 10, 64)
+			if err != nil || !strings.HasPrefix(k.Key, RowNamespace+":") {
+				continue
+			}
+			id = n
+		}
+		in.log.Record(Op{Inst: in.cfg.Inst, Key: id, Kind: KindSuspect, Call: now, Ret: now, Ver: k.Version, Status: StatusOK})
 	}
 }
 
@@ -532,6 +867,15 @@ func (w *worker) writer() {
 		w.burst()
 		if w.stopped() {
 			return
+		}
+		if cfg := w.in.cfg; cfg.LongRows > 0 && w.rng.Float64() < 0.15 {
+			id := cfg.longBase() + 1 + w.rng.Int64N(int64(cfg.LongRows))
+			if r, ok := w.readLong(id); ok {
+				w.writeLong(r)
+			}
+			w.readLong(id)
+			w.pause(w.jitter(w.in.cfg.WritePause))
+			continue
 		}
 		id := w.key()
 		if r, ok := w.read(id); ok && w.update(r) {
@@ -564,6 +908,7 @@ func (w *worker) txer() {
 		op := Op{Inst: w.in.cfg.Inst, Key: id, Kind: KindWrite, Token: token}
 		var updated, fnDone, conflict bool
 		pb := w.pendingBumps()
+		w.in.gate.RLock()
 		op.Call = time.Now().UnixNano()
 		lock := w.rng.IntN(2) == 0
 		err := repository.Transaction(ctx, w.in.db, func(tx *repository.Tx) error {
@@ -598,6 +943,8 @@ func (w *worker) txer() {
 		switch {
 		case err == nil:
 			op.Status, op.Degraded = StatusOK, w.pendingBumps() != pb
+		case fnDone && errors.Is(err, cache.ErrInvalidationUnconfirmed): // committed
+			op.Status, op.Err, op.Unconfirmed, op.Degraded = StatusOK, err.Error(), true, true
 		case conflict:
 			op.Status, op.Err = StatusConflict, err.Error()
 		case fnDone: // COMMIT failed: outcome unknown
@@ -611,6 +958,7 @@ func (w *worker) txer() {
 		if updated || conflict { // else it failed before writing anything
 			w.in.log.Record(op)
 		}
+		w.in.gate.RUnlock()
 		w.read(id)
 		w.pause(w.jitter(w.in.cfg.WritePause))
 	}

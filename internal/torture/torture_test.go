@@ -1,6 +1,7 @@
 package torture
 
 import (
+	"cmp"
 	"flag"
 	"fmt"
 	"os"
@@ -16,6 +17,7 @@ var (
 	long      = flag.Bool("torture.long", false, "run the long profile (≥1e6 operations, ≥200 faults)")
 	duration  = flag.Duration("torture.duration", 0, "override the profile's duration")
 	instances = flag.Int("torture.instances", 0, "override the number of instance processes")
+	sentinel  = flag.Bool("torture.sentinel", false, "run the Sentinel fault runs and mutations (30-40 s each; -torture.long runs them too)")
 	strict    = flag.Bool("torture.strict", true, "no exemption for the two failure modes the harness found and the library fixed (stale L1 after a process pause, writes whose COMMIT reply was lost); false reproduces the relaxed check used before the fixes")
 )
 
@@ -33,6 +35,24 @@ func TestMain(m *testing.M) {
 var allFaults = map[faultKind]int{
 	fKillPubsub: 1, fPause: 1, fScriptFlush: 1, fRedisRestart: 1, fSigstop: 1, fPGKill: 1,
 	fLatency: 1, fReset: 1, fBlackhole: 1, fCut: 1, fCutBus: 1,
+}
+
+// issue10Faults are the faults of issue 10 that hold today, mixed into the
+// default run; longFaults adds the rest (restores from snapshots, writers
+// killed or shut down), which the long profile mixes in.
+var issue10Faults = map[faultKind]int{
+	fMaxmemNoEvict: 1, fMaxmemAllLRU: 1, fMaxmemVolLRU: 1, fMaxmemAllRandom: 1,
+	fSlowRedis: 1, fSlowLossy: 1, fOperatorDel: 1, fOutsideWrite: 2,
+}
+
+func withFaults(ms ...map[faultKind]int) map[faultKind]int {
+	out := map[faultKind]int{}
+	for _, m := range ms {
+		for k, w := range m {
+			out[k] += w
+		}
+	}
+	return out
 }
 
 // shortProfile is the default run: 4 instances, every fault, ~20 s (the
@@ -61,13 +81,51 @@ func longProfile() profile {
 	return p
 }
 
-// TestTorture runs the short profile (or, with -torture.long, the long
-// one) and requires zero violations and convergence.
-func TestTorture(t *testing.T) {
+// defaultRun is TestTorture's short run: the short profile with the faults
+// of issue 10 that hold today mixed in, rows written around the library and
+// rows read under 2 KB keys.
+func defaultRun() profile {
 	p := shortProfile()
-	if *long {
-		p = longProfile()
+	p.faults = withFaults(allFaults, issue10Faults)
+	p.outsideRows, p.longRows = 10, 10
+	return p
+}
+
+// longRun is the long profile with every fault of issue 10 mixed in (an
+// L2TTL of 5 s bounds the writes of instances killed between COMMIT and
+// invalidation, or closed while cut from Redis).
+func longRun() profile {
+	p := longProfile()
+	p.faults = withFaults(allFaults, issue10Faults, map[faultKind]int{fRDBRestore: 1, fPausedRestore: 1, fWriterShutdown: 1, fKill9: 1})
+	p.outsideRows, p.longRows, p.l2TTL = 20, 20, 5*time.Second
+	return p
+}
+
+// longSentinelRun is the long run's second part: a Sentinel deployment
+// (failovers, primaries killed while their replica lags) with the other
+// faults mixed in.
+func longSentinelRun() profile {
+	p := longRun()
+	p.name, p.sentinel = "long-sentinel", true
+	p.duration, p.minOps, p.minFaults = 3*time.Minute, 0, 0
+	p.faults = withFaults(p.faults, map[faultKind]int{fSentinelFailover: 2, fSentinelKill: 2})
+	delete(p.faults, fRedisRestart) // a restart of the primary is the same as the kill above, without the lag
+	return p
+}
+
+// TestTorture runs the short profile (or, with -torture.long, the long
+// one, then its Sentinel part) and requires zero violations and
+// convergence.
+func TestTorture(t *testing.T) {
+	if !*long {
+		tortureRun(t, defaultRun())
+		return
 	}
+	t.Run("single", func(t *testing.T) { tortureRun(t, longRun()) })
+	t.Run("sentinel", func(t *testing.T) { tortureRun(t, longSentinelRun()) })
+}
+
+func tortureRun(t *testing.T, p profile) {
 	if *duration > 0 {
 		p.duration = *duration
 	}
@@ -155,9 +213,11 @@ func TestAmbiguousCommit(t *testing.T) {
 // mutation is a guard to switch off and a run that must then break the
 // guarantee.
 type mutation struct {
+	name  string // the subtest's name (default: guard)
 	guard string
 	why   string // what the run does to exercise it
 	p     func() profile
+	heavy bool // Sentinel deployments: run with -torture.sentinel or -torture.long
 }
 
 // mutationProfile is the base of the mutation runs: a short profile on a
@@ -232,6 +292,101 @@ var mutations = []mutation{
 			return p
 		},
 	},
+
+	// The mitigations of issue 10.
+	{
+		name: "incarnation/sentinel-kill-lagging", guard: failpoint.GuardIncarnation, heavy: true,
+		why: "the replica stops replicating while writes go on, the primary is killed -9 and the sentinels promote the replica: it holds the entries those writes' tombstones had retired, at the same epoch " +
+			"(GuardIncarnation alone: the stale rows are hits of replicated entries, not fills, so the lease has no part in it)",
+		p: func() profile {
+			p := mutationProfile()
+			p.sentinel, p.strict, p.duration = true, true, 40*time.Second
+			p.faults = map[faultKind]int{fSentinelKill: 1}
+			p.faultGap = span{200 * time.Millisecond, 500 * time.Millisecond}
+			return p
+		},
+	},
+	{
+		name: "incarnation/rdb-restore", guard: failpoint.GuardIncarnation,
+		why: "SAVE, writes, kill -9 and a restart from the older dump.rdb: the epoch key and the entries come back, the later tombstones do not",
+		p: func() profile {
+			p := mutationProfile()
+			p.strict = true
+			p.faults = map[faultKind]int{fRDBRestore: 1}
+			p.faultGap = span{100 * time.Millisecond, 300 * time.Millisecond}
+			return p
+		},
+	},
+	{
+		name: "conn-identity/rdb-restore", guard: failpoint.GuardConnIdentity,
+		why: "a restart from an older snapshot inside the vouch of the last identity check: reads on the new connections are served from the restored entries until the next periodic check",
+		p: func() profile {
+			p := mutationProfile()
+			p.strict = true
+			p.faults = map[faultKind]int{fRDBRestore: 1}
+			p.faultGap = span{100 * time.Millisecond, 300 * time.Millisecond}
+			return p
+		},
+	},
+	{
+		name: "server-vouch/paused-across-restore", guard: failpoint.GuardServerVouch + "," + failpoint.GuardConnIdentity,
+		why: "an instance is stopped (SIGSTOP) across a restart from an older snapshot: when it resumes its readers run before its identity check and read the restored entries at the epoch it still holds " +
+			"(with the connection hook too: the restart broke its connections, so the hook alone would catch it)",
+		p: func() profile {
+			p := mutationProfile()
+			p.strict = true
+			p.faults = map[faultKind]int{fPausedRestore: 1}
+			p.faultGap = span{100 * time.Millisecond, 300 * time.Millisecond}
+			return p
+		},
+	},
+	{
+		name: "oom-delete/noeviction", guard: failpoint.GuardOOMDelete,
+		why: "memory full under noeviction: a tombstone Redis refuses leaves the old entry in place while the event goes out and the write is acknowledged",
+		p: func() profile {
+			p := mutationProfile()
+			p.faults = map[faultKind]int{fMaxmemNoEvict: 1}
+			p.lengths = map[faultKind]span{fMaxmemNoEvict: {time.Second, 2 * time.Second}}
+			p.faultGap = span{100 * time.Millisecond, 300 * time.Millisecond}
+			return p
+		},
+	},
+	{
+		name: "lease/allkeys-random", guard: failpoint.GuardLease,
+		why: "memory full under allkeys-random while every Redis fill is delayed 30 ms: a fill that read the old row lands after the newer write's tombstone was evicted " +
+			"(the version check finds nothing to reject it; only the voided lease does)",
+		p: func() profile {
+			p := mutationProfile()
+			p.fillDelay = 30 * time.Millisecond
+			p.faults = map[faultKind]int{fMaxmemAllRandom: 1}
+			p.lengths = map[faultKind]span{fMaxmemAllRandom: {time.Second, 2 * time.Second}}
+			p.faultGap = span{100 * time.Millisecond, 300 * time.Millisecond}
+			return p
+		},
+	},
+	{
+		name: "lease/operator-del", guard: failpoint.GuardLease,
+		why: "an operator deletes the namespace's keys (not the epoch) every 50-150 ms while every Redis fill is delayed 30 ms: a fill of the old row lands after the tombstone was deleted",
+		p: func() profile {
+			p := mutationProfile()
+			p.fillDelay = 30 * time.Millisecond
+			p.faults = map[faultKind]int{fOperatorDel: 1}
+			p.faultGap = span{50 * time.Millisecond, 150 * time.Millisecond}
+			return p
+		},
+	},
+	{
+		name: "suspect/slow-lossy", guard: failpoint.GuardSuspect,
+		why: "one instance's Redis connections slowed to 150-500 ms each way and reset every 30-100 ms: some tombstones are lost in flight while the announcement that they are unconfirmed gets through; " +
+			"the others must stop reading those keys from Redis (checked against the announcements each instance applied)",
+		p: func() profile {
+			p := mutationProfile()
+			p.strict, p.duration = true, 40*time.Second
+			p.faults = map[faultKind]int{fSlowLossy: 1}
+			p.faultGap = span{100 * time.Millisecond, 300 * time.Millisecond}
+			return p
+		},
+	},
 }
 
 // controlDuration is how long each mutation's run goes on with every guard
@@ -245,7 +400,10 @@ const controlDuration = 4 * time.Second
 // runs the same configuration with the guard in place, which must pass.
 func TestMutations(t *testing.T) {
 	for _, m := range mutations {
-		t.Run(m.guard, func(t *testing.T) {
+		t.Run(cmp.Or(m.name, m.guard), func(t *testing.T) {
+			if m.heavy && !*sentinel && !*long {
+				t.Skip("Sentinel runs take 30-40 s: -torture.sentinel or -torture.long")
+			}
 			t.Run("off", func(t *testing.T) {
 				p := m.p()
 				p.name, p.disable = "mutation", m.guard
