@@ -34,6 +34,7 @@ type instance struct {
 	queries  atomic.Int64 // SELECTs this process ran on the products table
 
 	reads, checked, stale, writes, conflicts atomic.Int64
+	staleExample                             atomic.Pointer[string] // the first stale read, described
 }
 
 // runChild serves the parent's requests until "quit" or EOF.
@@ -169,7 +170,7 @@ func (in *instance) handle(ctx context.Context, req request) (response, error) {
 			Subscribes: bs.Subscribes, Recoveries: bs.Recoveries, Gaps: bs.Gaps,
 			LagP50: bs.LagP50, LagP99: bs.LagP99,
 			Reads: in.reads.Load(), Checked: in.checked.Load(), Stale: in.stale.Load(),
-			Writes: in.writes.Load(), Conflicts: in.conflicts.Load(),
+			Writes: in.writes.Load(), Conflicts: in.conflicts.Load(), StaleExample: deref(in.staleExample.Load()),
 		}}, nil
 	}
 	return response{}, fmt.Errorf("unknown command %q", req.Cmd)
@@ -237,6 +238,9 @@ func (in *instance) load(ctx context.Context, req request) error {
 				in.checked.Add(1)
 				if v, at, ok := parseAck(ack); ok && v > uint64(p.Version) && time.Unix(0, at).Before(start.Add(-staleBound)) {
 					in.stale.Add(1)
+					ex := fmt.Sprintf("row %d: read v%d (the read took %v) although v%d was acknowledged %v before the read began",
+						id, p.Version, time.Since(start).Round(time.Microsecond), v, start.Sub(time.Unix(0, at)).Round(time.Microsecond))
+					in.staleExample.CompareAndSwap(nil, &ex)
 				}
 			}
 		}()
@@ -273,4 +277,11 @@ func (in *instance) load(ctx context.Context, req request) error {
 	wg.Wait()
 	close(errs)
 	return <-errs
+}
+
+func deref(s *string) string {
+	if s == nil {
+		return ""
+	}
+	return *s
 }

@@ -226,6 +226,11 @@ func runParent(redisAddr, dsn string, n int, duration time.Duration) error {
 	w.Flush()
 	fmt.Printf("\nwrites during the load: %d (conflicts retried: %d); stale reads observed: %d\n", final[0].Stats.Writes, final[0].Stats.Conflicts, stale)
 	if stale != 0 {
+		for i, r := range final {
+			if r.Stats.StaleExample != "" {
+				fmt.Printf("instance %d, first stale read: %s\n", i+1, r.Stats.StaleExample)
+			}
+		}
 		return fmt.Errorf("%d stale reads", stale)
 	}
 	return nil

@@ -54,4 +54,5 @@ type summary struct {
 	LagP50, LagP99                time.Duration
 	Reads, Checked, Stale, Writes int64
 	Conflicts                     int64
+	StaleExample                  string // the first stale read, if any
 }
