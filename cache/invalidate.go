@@ -62,6 +62,7 @@ func (c *Cache) InvalidateMany(ctx context.Context, invs []Invalidation) error {
 		return nil
 	}
 	ctx = context.WithoutCancel(ctx)
+	deadline := time.Now().Add(c.opts.WriteTimeout)
 	applied := make([]Invalidation, len(invs))
 	copy(applied, invs)
 	for i := range applied {
@@ -82,14 +83,47 @@ func (c *Cache) InvalidateMany(ctx context.Context, invs []Invalidation) error {
 		}
 		c.evictLocal(inv.Key, v)
 	}
-	// 4. Other instances.
+	// 4. Other instances: the write returns once its event is out.
+	var delivered <-chan bool
 	switch {
 	case pub != nil:
-		done(pub.sent, err == nil) // the publisher retries what was not sent
+		delivered = done(pub.sent, err == nil) // the publisher retries what was not sent
 	case h != nil && err == nil: // also confirms keys announced unconfirmed on a retry
-		h.p.Publish(ctx, published(applied))
+		if dp, ok := h.p.(DeliveryPublisher); ok && !failpoint.Disabled(failpoint.GuardDelivery) {
+			delivered = dp.PublishDelivered(ctx, published(applied))
+		} else {
+			h.p.Publish(ctx, published(applied))
+		}
+	}
+	if err == nil && delivered != nil && !failpoint.Disabled(failpoint.GuardDelivery) {
+		err = c.awaitDelivery(delivered, len(invs), deadline)
 	}
 	return err
+}
+
+// awaitDelivery waits until the event of a write whose tombstones Redis
+// confirmed has been published, up to deadline. An event that is not is a
+// degraded write, as one whose tombstones were not confirmed: other
+// instances may serve their L1 copies until the epoch bump this schedules
+// (and the event's eventual delivery) retires them.
+func (c *Cache) awaitDelivery(delivered <-chan bool, keys int, deadline time.Time) error {
+	t := time.NewTimer(max(time.Until(deadline), time.Millisecond))
+	defer t.Stop()
+	select {
+	case ok := <-delivered:
+		if ok {
+			return nil
+		}
+	case <-t.C:
+	}
+	c.st.unconfirmed.add(uint64(keys))
+	c.pendingBump.Add(1)
+	c.st.pendingBumps.add(1)
+	select {
+	case c.kick <- struct{}{}:
+	default:
+	}
+	return fmt.Errorf("%w: the announcement of %d key(s) was not published within %v", ErrInvalidationUnconfirmed, keys, c.opts.WriteTimeout)
 }
 
 func checkInvalidations(invs []Invalidation) error {
@@ -121,7 +155,7 @@ func published(invs []Invalidation) []Invalidation {
 
 // preparePublish asks a PipelinePublisher for the message to send in the
 // same pipeline as the tombstones (single node and failover clients only).
-func (c *Cache) preparePublish(h *pubHolder, invs []Invalidation) (*publication, func(sent, confirmed bool)) {
+func (c *Cache) preparePublish(h *pubHolder, invs []Invalidation) (*publication, func(sent, confirmed bool) <-chan bool) {
 	pp, ok := publisherOf(h).(PipelinePublisher)
 	if !ok || c.l2 == nil || !c.l2.ordered() {
 		return nil, nil
@@ -148,10 +182,23 @@ func publisherOf(h *pubHolder) Publisher {
 // retry what was not sent, unless the tombstones were not confirmed (the
 // cache then tells it through UnconfirmedPublisher, and Publishes the keys
 // again if a retry confirms them). A nil function means "use Publish
-// instead".
+// instead". When it queues a retry, done returns a channel that reports the
+// delivery, as PublishDelivered's.
 type PipelinePublisher interface {
 	Publisher
-	PreparePublish(invs []Invalidation) (channel string, payload []byte, done func(sent, confirmed bool))
+	PreparePublish(invs []Invalidation) (channel string, payload []byte, done func(sent, confirmed bool) (delivered <-chan bool))
+}
+
+// DeliveryPublisher is implemented by a Publisher that can report when the
+// event of a Publish reached Redis: the channel receives true then, or
+// false if the event was dropped. The cache waits for it before a write
+// returns (within WriteTimeout): subscribers vouch for their L1 by
+// heartbeats they publish themselves, which bounds how long they serve
+// what a write retired only once the write's event was published before
+// the write returned.
+type DeliveryPublisher interface {
+	Publisher
+	PublishDelivered(ctx context.Context, invs []Invalidation) (delivered <-chan bool)
 }
 
 // invalidateL2 writes the tombstones (and pub, if set) within WriteTimeout,

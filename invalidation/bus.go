@@ -46,7 +46,7 @@ type Bus struct {
 
 	mu     sync.Mutex // protects the fields below
 	seq    uint64     // last sequence number assigned
-	queue  [][]byte   // encoded events waiting to be published, in order
+	queue  []outgoing // encoded events waiting to be published, in order
 	queued chan struct{}
 
 	healthMu sync.Mutex   // serialises health transitions (receive and watchdog goroutines)
@@ -165,6 +165,12 @@ func (b *Bus) Close() error {
 		b.healthy.Store(false)
 		err = b.ps.Close()
 		b.wg.Wait()
+		b.mu.Lock()
+		for _, o := range b.queue {
+			o.report(false) // never delivered: the writes waiting for them are degraded
+		}
+		b.queue = nil
+		b.mu.Unlock()
 	})
 	return err
 }

@@ -20,6 +20,34 @@ func (b *Bus) Publish(_ context.Context, invs []cache.Invalidation) {
 	}
 }
 
+// PublishDelivered implements cache.DeliveryPublisher: Publish, with a
+// channel that receives true once the events reached Redis, or false if they
+// were dropped (a full queue, Close).
+func (b *Bus) PublishDelivered(_ context.Context, invs []cache.Invalidation) <-chan bool {
+	done := make(chan bool, 1)
+	if len(invs) == 0 {
+		done <- true
+		return done
+	}
+	for len(invs) > 0 {
+		n := min(len(invs), MaxKeys)
+		b.mu.Lock()
+		payload, ok := b.encodeLocked(Event{Kind: KindInvalidate, Keys: invs[:n]})
+		b.mu.Unlock()
+		invs = invs[n:]
+		if !ok {
+			done <- false
+			return done
+		}
+		o := outgoing{payload: payload}
+		if len(invs) == 0 {
+			o.done = done // the last one: the sender delivers in order
+		}
+		b.push(o)
+	}
+	return done
+}
+
 // PublishUnconfirmed implements cache.UnconfirmedPublisher: other
 // instances stop reading invs' keys from Redis until this instance confirms
 // them (a later Publish of the keys) or the epoch moves.
@@ -40,7 +68,7 @@ func (b *Bus) PublishEpoch(_ context.Context, epoch uint64) {
 // PreparePublish implements cache.PipelinePublisher: the cache sends the
 // event in the same round trip as the tombstones, right after them, and
 // reports whether it went out; the bus queues it for retry if not.
-func (b *Bus) PreparePublish(invs []cache.Invalidation) (string, []byte, func(sent, confirmed bool)) {
+func (b *Bus) PreparePublish(invs []cache.Invalidation) (string, []byte, func(sent, confirmed bool) <-chan bool) {
 	if len(invs) > MaxKeys {
 		return "", nil, nil // too big for one event: use Publish
 	}
@@ -54,19 +82,22 @@ func (b *Bus) PreparePublish(invs []cache.Invalidation) (string, []byte, func(se
 	if !ok {
 		return "", nil, nil
 	}
-	return b.channel, payload, func(sent, confirmed bool) {
+	return b.channel, payload, func(sent, confirmed bool) <-chan bool {
 		switch {
 		case sent:
 			b.st.sent.Add(1)
 		case confirmed:
 			b.st.publishErrors.Add(1)
-			b.push(payload)
+			done := make(chan bool, 1)
+			b.push(outgoing{payload: payload, done: done})
+			return done
 		default:
 			// The tombstones are not confirmed: announcing the keys as
 			// invalidated would confirm them. The cache announces them as
 			// unconfirmed instead (PublishUnconfirmed).
 			b.st.publishErrors.Add(1)
 		}
+		return nil
 	}
 }
 
@@ -88,18 +119,32 @@ func (b *Bus) enqueue(e Event) {
 	payload, ok := b.encodeLocked(e)
 	b.mu.Unlock()
 	if ok {
-		b.push(payload)
+		b.push(outgoing{payload: payload})
+	}
+}
+
+// outgoing is a queued event: its encoding, and where to report whether it
+// was delivered (nil: nobody waits).
+type outgoing struct {
+	payload []byte
+	done    chan bool // buffered (1); receives one report
+}
+
+func (o outgoing) report(delivered bool) {
+	if o.done != nil {
+		o.done <- delivered
 	}
 }
 
 // push queues an encoded event for the sender goroutine.
-func (b *Bus) push(payload []byte) {
+func (b *Bus) push(o outgoing) {
 	b.mu.Lock()
 	if len(b.queue) >= b.opts.QueueLen {
+		b.queue[0].report(false)
 		b.queue = b.queue[1:] // subscribers will see the gap and flush
 		b.st.dropped.Add(1)
 	}
-	b.queue = append(b.queue, payload)
+	b.queue = append(b.queue, o)
 	b.mu.Unlock()
 	select {
 	case b.queued <- struct{}{}:
@@ -124,12 +169,12 @@ func (b *Bus) send() {
 	timeout := b.opts.PublishTimeout // grows while attempts time out: Redis may be slow, not gone
 	for {
 		b.mu.Lock()
-		var head []byte
+		var head outgoing
 		if len(b.queue) > 0 {
 			head = b.queue[0]
 		}
 		b.mu.Unlock()
-		if head == nil {
+		if head.payload == nil {
 			select {
 			case <-b.stop:
 				return
@@ -138,7 +183,7 @@ func (b *Bus) send() {
 			continue
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), timeout)
-		err := b.pub.Publish(ctx, b.channel, head).Err()
+		err := b.pub.Publish(ctx, b.channel, head.payload).Err()
 		cancel()
 		if err != nil {
 			b.st.publishErrors.Add(1)
@@ -154,8 +199,9 @@ func (b *Bus) send() {
 		backoff, timeout = 10*time.Millisecond, b.opts.PublishTimeout
 		b.st.sent.Add(1)
 		b.mu.Lock()
-		if len(b.queue) > 0 && &b.queue[0][0] == &head[0] {
+		if len(b.queue) > 0 && &b.queue[0].payload[0] == &head.payload[0] {
 			b.queue = b.queue[1:]
+			head.report(true)
 		}
 		b.mu.Unlock()
 	}

@@ -224,7 +224,7 @@ func runParent(redisAddr, dsn string, n int, duration time.Duration) error {
 			s.LagP50.Round(time.Microsecond), s.LagP99.Round(time.Microsecond), s.Checked, s.Stale)
 	}
 	w.Flush()
-	fmt.Printf("\nwrites during the load: %d (conflicts retried: %d); stale reads observed: %d\n", final[0].Stats.Writes, final[0].Stats.Conflicts, stale)
+	fmt.Printf("\nwrites during the load: %d (conflicts retried: %d, degraded: %d); stale reads observed: %d\n", final[0].Stats.Writes, final[0].Stats.Conflicts, final[0].Stats.Degraded, stale)
 	if stale != 0 {
 		for i, r := range final {
 			if r.Stats.StaleExample != "" {

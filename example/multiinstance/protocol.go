@@ -53,6 +53,6 @@ type summary struct {
 	Subscribes, Recoveries, Gaps  uint64
 	LagP50, LagP99                time.Duration
 	Reads, Checked, Stale, Writes int64
-	Conflicts                     int64
+	Conflicts, Degraded           int64
 	StaleExample                  string // the first stale read, if any
 }

@@ -84,6 +84,10 @@ const (
 	// GuardConnIdentity reads the server's identity on every new Redis
 	// connection and discards reads that crossed a change.
 	GuardConnIdentity = "guard/conn-identity"
+	// GuardDelivery makes a write wait until its event has been published
+	// (queued for a retry, or published by a queueing publisher) before it
+	// returns.
+	GuardDelivery = "guard/delivery"
 	// GuardOOMDelete makes an invalidation that Redis refuses to store (out
 	// of memory) delete the entry instead.
 	GuardOOMDelete = "guard/oom-delete"
