@@ -422,8 +422,6 @@ func (l *l2) readMany(ctx context.Context, keys []string, leaseTTL string, token
 	return sts, out, err
 }
 
-var errWrongType = errors.New("gormcache: key holds another Redis type")
-
 // fill stores the envelope b under key while the lease still holds token,
 // and if it is not older than what is there. It reports whether it was
 // stored.

@@ -62,7 +62,8 @@ func hog() {
 	parent := os.Getppid()
 	for range runtime.NumCPU() {
 		go func() {
-			for {
+			for n := 0; ; n++ { // spins by design
+				_ = n * n
 			}
 		}()
 	}
