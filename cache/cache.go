@@ -59,11 +59,12 @@ type Cache struct {
 	fills     sync.WaitGroup // background Redis fills in flight; Close waits
 	pending   atomic.Int64   // background Redis fills in flight, for Settle
 
-	srv      server   // the Redis server's identity (server.go)
-	unhook   func()   // unregisters from the connection hook (connverify.go); nil without one
-	sus      suspects // keys not read from Redis until confirmed (suspect.go)
-	tokenPfx string   // random, this cache's lease tokens start with it
-	leaseTTL string   // Options.LeaseTTL in ms, as the scripts take it
+	srv      server       // the Redis server's identity (server.go)
+	unhook   func()       // unregisters from the connection hook (connverify.go); nil without one
+	warmth   atomic.Int32 // recent Redis reads: hits push it up, misses down (get.go, l2Warm)
+	sus      suspects     // keys not read from Redis until confirmed (suspect.go)
+	tokenPfx string       // random, this cache's lease tokens start with it
+	leaseTTL string       // Options.LeaseTTL in ms, as the scripts take it
 	tokenSeq atomic.Uint64
 
 	closed    atomic.Bool
@@ -134,6 +135,7 @@ func New(ctx context.Context, opts Options) (*Cache, error) {
 		leaseTTL:  strconv.FormatInt(o.LeaseTTL.Milliseconds(), 10),
 	}
 	c.localUntil.Store(math.MaxInt64)
+	c.warmth.Store(initialWarmth.Load())
 	if o.L1MaxBytes > 0 {
 		l, err := newL1(o)
 		if err != nil {

@@ -25,6 +25,10 @@ import (
 
 // bothWays runs sc guarded and with guards off.
 func bothWays(t *testing.T, guards []string, sc func(t *testing.T) (stale bool)) {
+	bothReadPaths(t, func(t *testing.T) { guardBothWays(t, guards, sc) })
+}
+
+func guardBothWays(t *testing.T, guards []string, sc func(t *testing.T) (stale bool)) {
 	t.Run("guarded", func(t *testing.T) {
 		if sc(t) {
 			t.Fatal("read the old version after the write was acknowledged")

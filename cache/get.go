@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"reflect"
 	"runtime/debug"
+	"sync/atomic"
 	"time"
 
 	"github.com/gormcache/gormcache/internal/failpoint"
@@ -508,6 +509,7 @@ type l2Lookup struct {
 	epoch    uint64 // the epoch a load fills under (0: Redis not used)
 	observed uint64 // the version of what Redis held (tombstone floor, older entry)
 	token    string // the lease this load holds: only then may it fill Redis
+	done     bool   // peekL2: final, no read script needed
 }
 
 // lookupL2 reads key from Redis, taking its lease on a miss. When another
@@ -520,8 +522,43 @@ func (c *Cache) lookupL2(ctx context.Context, key, orig string, schema uint64) l
 	if !ok {
 		return l2Lookup{}
 	}
+	miss := false
+	if c.l2Warm() {
+		var l l2Lookup
+		if l, miss = c.peekL2(ctx, key, orig, schema, epoch, gen); l.done {
+			return l
+		}
+	}
+	return c.leaseL2(ctx, key, orig, schema, epoch, gen, miss)
+}
+
+// peekL2 reads key with a plain GET, the cheaper command while most reads
+// hit. Unless the result is done, the caller goes on to the read script;
+// rejected reports that Redis holds an entry that cannot be served (the
+// script must then take the lease whatever is there).
+func (c *Cache) peekL2(ctx context.Context, key, orig string, schema, epoch, gen uint64) (l l2Lookup, rejected bool) {
+	b, err := c.l2.get(ctx, key)
+	if err != nil || !c.l2Still(gen) {
+		c.st.redisSkips.add(1)
+		return l2Lookup{done: true}, false // do not fill a tier that just failed
+	}
+	l = l2Lookup{epoch: epoch}
+	if b != nil && c.inspectL2(ctx, key, orig, schema, epoch, b, true, &l) {
+		failpoint.Hit(ctx, failpoint.AfterL2Read, key)
+		c.l2Seen(true)
+		l.done = true
+		return l, false
+	}
+	c.l2Seen(false)
+	return l2Lookup{}, b != nil
+}
+
+// leaseL2 reads key with the read script, which takes the key's lease on a
+// miss in the same round trip.
+// miss is set when a candidate hit was rejected: the script takes the lease
+// whatever Redis holds.
+func (c *Cache) leaseL2(ctx context.Context, key, orig string, schema, epoch, gen uint64, miss bool) l2Lookup {
 	token := c.newToken()
-	miss := false // set when a candidate hit was rejected: ask again, for the lease
 	var waited time.Duration
 	for backoff := time.Millisecond; ; backoff = min(2*backoff, 16*time.Millisecond) {
 		st, b, err := c.l2.read(ctx, key, token, c.leaseTTL, miss)
@@ -546,12 +583,16 @@ func (c *Cache) lookupL2(ctx context.Context, key, orig string, schema uint64) l
 		}
 		if b != nil {
 			if c.inspectL2(ctx, key, orig, schema, epoch, b, st == readHit, &l) {
+				c.l2Seen(true)
 				return l
 			}
 			if st == readHit && !miss { // stale epoch, other schema, expired: a miss after all
 				miss = true
 				continue
 			}
+		}
+		if waited == 0 {
+			c.l2Seen(false)
 		}
 		if st != readWait || waited >= c.opts.LeaseWait {
 			if st == readWait {
@@ -565,6 +606,32 @@ func (c *Cache) lookupL2(ctx context.Context, key, orig string, schema uint64) l
 		d := min(backoff, c.opts.LeaseWait-waited)
 		time.Sleep(d)
 		waited += d
+	}
+}
+
+// The read script costs Redis more than a GET (here about twice a GET's
+// round trip), and only a miss needs it. While most of this cache's Redis
+// reads hit, a read tries a plain GET first and runs the script only on a
+// miss; while most miss, it runs the script at once. warmth moves by one
+// per read, between 0 and warmMax; GET first from warmMax/2. Either way the
+// read is safe: a GET hit is judged as the script's, and a fill always needs
+// the script's lease.
+const warmMax = 32
+
+// initialWarmth is the warmth of a new cache: 0 (reads start with the
+// script); tests set warmMax to exercise the GET-first path.
+var initialWarmth atomic.Int32
+
+// l2Warm reports whether reads should try a plain GET first.
+func (c *Cache) l2Warm() bool { return c.warmth.Load() >= warmMax/2 }
+
+// l2Seen records whether a Redis read hit.
+func (c *Cache) l2Seen(hit bool) {
+	switch w := c.warmth.Load(); {
+	case hit && w < warmMax:
+		c.warmth.Add(1)
+	case !hit && w > 0:
+		c.warmth.Add(-1)
 	}
 }
 

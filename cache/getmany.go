@@ -177,43 +177,68 @@ func getMany[T any, D decoder[T]](ctx context.Context, c *Cache, keys []string, 
 	return out, loadMany(ctx, c, b, d, schema, ro, useL1, started, load, out)
 }
 
-// readManyL2 serves what it can of b.missing from Redis (one pipeline of
-// GETs), filling L1 with it, then takes the leases of the rest (one more
-// round trip, only when something missed), and leaves the rest in b. A batch
-// does not wait for other loads' leases: it loads those keys itself, without
-// filling them.
+// readManyL2 serves what it can of b.missing from Redis, filling L1 with
+// it, takes the leases of the rest and leaves the rest in b. While most of
+// the cache's Redis reads hit (l2Warm) it reads with one pipeline of plain
+// GETs, then takes the leases of what missed (one more round trip, only
+// then); otherwise it reads with the read script at once, and asks again
+// for the leases of entries it could not serve. A batch does not wait for
+// other loads' leases: it loads those keys itself, without filling them.
 func readManyL2[T any, D decoder[T]](ctx context.Context, c *Cache, b *batch, d D, schema uint64, useL1 bool, out map[string]*T) {
 	ok := false
 	gen := c.l2Gen()
 	if ok, b.epoch = c.l2Read(b.missing[0]); !ok {
 		return
 	}
-	raws, err := c.l2.getMany(ctx, b.missing)
-	if err != nil || !c.l2Still(gen) {
-		return
-	}
-	failpoint.Hit(ctx, failpoint.AfterL2Read, b.missing[0])
-	var rest []int
-	for i, raw := range raws {
-		if raw == nil || !readOneL2(ctx, c, b, i, raw, true, d, schema, useL1, out) {
-			rest = append(rest, i)
+	warm := c.l2Warm()
+	if warm {
+		raws, err := c.l2.getMany(ctx, b.missing)
+		if err != nil || !c.l2Still(gen) {
+			return
 		}
+		failpoint.Hit(ctx, failpoint.AfterL2Read, b.missing[0])
+		var rest []int
+		for i, raw := range raws {
+			hit := raw != nil && readOneL2(ctx, c, b, i, raw, true, d, schema, useL1, out)
+			c.l2Seen(hit)
+			if !hit {
+				rest = append(rest, i)
+			}
+		}
+		b.missing, b.toks = pick(b.missing, rest), pick(b.toks, rest)
 	}
-	b.missing, b.toks = pick(b.missing, rest), pick(b.toks, rest)
-	if len(b.missing) == 0 {
-		return
+	if len(b.missing) > 0 {
+		b.leases = leaseManyL2(ctx, c, b, d, schema, useL1, out, gen, warm)
 	}
+}
+
+// leaseManyL2 reads b.missing with the read script and returns the lease
+// tokens it obtained (one per key left in b.missing; "" where none). With
+// miss set every entry there is known unusable: the script takes the
+// leases whatever is there. Otherwise it serves the hits, and asks again,
+// with miss set, for the entries it could not serve.
+func leaseManyL2[T any, D decoder[T]](ctx context.Context, c *Cache, b *batch, d D, schema uint64, useL1 bool, out map[string]*T, gen uint64, miss bool) []string {
 	tokens := make([]string, len(b.missing))
 	for i := range tokens {
 		tokens[i] = c.newToken()
 	}
-	sts, raws, err := c.l2.readMany(ctx, b.missing, c.leaseTTL, tokens)
+	sts, raws, err := c.l2.readMany(ctx, b.missing, c.leaseTTL, tokens, miss)
 	if err != nil || !c.l2Still(gen) {
-		b.leases = make([]string, len(b.missing)) // no leases: load without filling Redis
-		return
+		return make([]string, len(b.missing)) // no leases: load without filling Redis
 	}
+	if !miss {
+		failpoint.Hit(ctx, failpoint.AfterL2Read, b.missing[0])
+	}
+	var rest, rejected []int
 	for i, raw := range raws {
 		switch sts[i] {
+		case readHit:
+			if readOneL2(ctx, c, b, i, raw, true, d, schema, useL1, out) {
+				c.l2Seen(true)
+				continue
+			}
+			rejected = append(rejected, len(rest))
+			tokens[i] = ""
 		case readLease:
 		case readWrong:
 			c.st.decodeErrors.add(1)
@@ -221,11 +246,23 @@ func readManyL2[T any, D decoder[T]](ctx context.Context, c *Cache, b *batch, d 
 		default:
 			tokens[i] = ""
 		}
-		if raw != nil {
+		if !miss {
+			c.l2Seen(false)
+		}
+		if raw != nil && sts[i] != readHit {
 			readOneL2(ctx, c, b, i, raw, false, d, schema, useL1, out) // records what a fill must not be older than
 		}
+		rest = append(rest, i)
 	}
-	b.leases = tokens
+	b.missing, b.toks, tokens = pick(b.missing, rest), pick(b.toks, rest), pick(tokens, rest)
+	if len(rejected) > 0 && !miss { // old epoch, other schema, expired: ask for their leases
+		sub := &batch{missing: pick(b.missing, rejected), toks: pick(b.toks, rejected), observed: b.observed, epoch: b.epoch, orig: b.orig}
+		again := leaseManyL2(ctx, c, sub, d, schema, useL1, out, gen, true)
+		for j, i := range rejected {
+			tokens[i] = again[j]
+		}
+	}
+	return tokens
 }
 
 // readOneL2 serves key i of b from its Redis bytes raw if they are a hit

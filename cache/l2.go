@@ -76,14 +76,15 @@ local st, v = read(KEYS[1], KEYS[2], ARGV[1], ARGV[2], ARGV[3])
 return {st, v}
 `)
 
-// readManyScript takes the leases of n keys that missed in one call (KEYS:
-// key, lease, key, lease...; ARGV: lease TTL, then one token per key) and
+// readManyScript reads n keys, taking the leases of those that miss, in one
+// call (KEYS: key, lease, key, lease...; ARGV: lease TTL, miss, then one
+// token per key; miss '1' takes every lease, whatever is there) and
 // returns {status, entry, status, entry...}. It serves clients whose keys
 // all live on one server; cluster clients pipeline readScript instead.
 var readManyScript = redis.NewScript(luaPrelude + luaRead + `
 local out = {}
 for i = 1, #KEYS / 2 do
-  local st, v = read(KEYS[2 * i - 1], KEYS[2 * i], ARGV[1 + i], ARGV[1], '1')
+  local st, v = read(KEYS[2 * i - 1], KEYS[2 * i], ARGV[2 + i], ARGV[1], ARGV[2])
   out[2 * i - 1] = st
   out[2 * i] = v
 end
@@ -341,6 +342,23 @@ func (l *l2) read(ctx context.Context, key, token, leaseTTL string, miss bool) (
 	return st, b, err
 }
 
+// get reads key's entry with a plain GET (nil if there is none).
+func (l *l2) get(ctx context.Context, key string) ([]byte, error) {
+	var b []byte
+	err := l.call(ctx, func(ctx context.Context) error {
+		v, err := l.rdb.Get(ctx, l.key(key)).Bytes()
+		switch {
+		case err == nil:
+			b = v
+		case errors.Is(err, redis.Nil), redis.HasErrorPrefix(err, "WRONGTYPE"):
+		default:
+			return err
+		}
+		return nil
+	})
+	return b, err
+}
+
 // parseRead reads the status and entry at res[i], res[i+1].
 func parseRead(res []any, i int) (readStatus, []byte, error) {
 	if len(res) < i+2 {
@@ -357,12 +375,28 @@ func parseRead(res []any, i int) (readStatus, []byte, error) {
 	return readStatus(s[0]), b, nil
 }
 
-// getMany reads keys' raw bytes in one pipeline (split per node by cluster
-// clients); absent keys yield nil. A failed pipeline reports its error for
-// all.
+// getMany reads keys' raw bytes in one round trip (an MGET on one server,
+// a pipeline of GETs split per node for cluster clients); absent keys and
+// keys of another Redis type yield nil.
 func (l *l2) getMany(ctx context.Context, keys []string) ([][]byte, error) {
 	out := make([][]byte, len(keys))
 	err := l.call(ctx, func(ctx context.Context) error {
+		if l.ordered() { // one server: one MGET
+			sk := make([]string, len(keys))
+			for i, k := range keys {
+				sk[i] = l.key(k)
+			}
+			vals, err := l.rdb.MGet(ctx, sk...).Result()
+			if err != nil {
+				return err
+			}
+			for i, v := range vals {
+				if s, ok := v.(string); ok && i < len(out) {
+					out[i] = []byte(s)
+				}
+			}
+			return nil
+		}
 		pipe := l.rdb.Pipeline()
 		cmds := make([]*redis.StringCmd, len(keys))
 		for i, k := range keys {
@@ -381,16 +415,21 @@ func (l *l2) getMany(ctx context.Context, keys []string) ([][]byte, error) {
 	return out, err
 }
 
-// readMany takes the leases of keys that missed, in one round trip: one
-// script call on a single server, else one pipeline split per node;
-// tokens[i] is key i's lease token.
-func (l *l2) readMany(ctx context.Context, keys []string, leaseTTL string, tokens []string) ([]readStatus, [][]byte, error) {
+// readMany reads keys with the read script, taking the leases of those that
+// miss (of all of them when miss is set), in one round trip: one script call
+// on a single server, else one pipeline split per node; tokens[i] is key
+// i's lease token.
+func (l *l2) readMany(ctx context.Context, keys []string, leaseTTL string, tokens []string, miss bool) ([]readStatus, [][]byte, error) {
+	m := "0"
+	if miss {
+		m = "1"
+	}
 	sts, out := make([]readStatus, len(keys)), make([][]byte, len(keys))
 	err := l.call(ctx, func(ctx context.Context) error {
 		if l.ordered() {
 			rk := make([]string, 0, 2*len(keys))
-			args := make([]any, 0, 1+len(keys))
-			args = append(args, leaseTTL)
+			args := make([]any, 0, 2+len(keys))
+			args = append(args, leaseTTL, m)
 			for i, k := range keys {
 				rk = append(rk, l.key(k), l.leaseKey(k))
 				args = append(args, tokens[i])
@@ -407,7 +446,7 @@ func (l *l2) readMany(ctx context.Context, keys []string, leaseTTL string, token
 			return nil
 		}
 		res, err := evalMany(ctx, l.rdb, readScript, len(keys), func(i int) []string { return []string{l.key(keys[i]), l.leaseKey(keys[i])} },
-			func(i int) []any { return []any{tokens[i], leaseTTL, "1"} }, nil)
+			func(i int) []any { return []any{tokens[i], leaseTTL, m} }, nil)
 		if err != nil {
 			return err
 		}

@@ -152,24 +152,37 @@ var raceScenarios = []raceScenario{
 
 func TestRaces(t *testing.T) {
 	for _, sc := range raceScenarios {
-		t.Run(sc.name, func(t *testing.T) {
-			t.Run("guarded", func(t *testing.T) {
-				c, _ := newCache(t, sc.opts)
-				if sc.run(t, c, t.Name()) {
-					t.Fatal("read the old version after the write was acknowledged")
-				}
-			})
-			t.Run("guard off", func(t *testing.T) {
-				for _, g := range sc.guards {
-					defer failpoint.Disable(g)()
-				}
-				c, _ := newCache(t, sc.opts)
-				if !sc.run(t, c, t.Name()) {
-					t.Fatalf("no stale read with %v switched off: the scenario does not exercise it", sc.guards)
-				}
-			})
-		})
+		t.Run(sc.name, func(t *testing.T) { bothReadPaths(t, func(t *testing.T) { raceBothWays(t, sc) }) })
 	}
+}
+
+// bothReadPaths runs f with Redis reads starting with the read script (a
+// new cache) and with a plain GET first (a cache whose reads mostly hit).
+func bothReadPaths(t *testing.T, f func(t *testing.T)) {
+	t.Run("script first", f)
+	t.Run("GET first", func(t *testing.T) {
+		initialWarmth.Store(warmMax)
+		defer initialWarmth.Store(0)
+		f(t)
+	})
+}
+
+func raceBothWays(t *testing.T, sc raceScenario) {
+	t.Run("guarded", func(t *testing.T) {
+		c, _ := newCache(t, sc.opts)
+		if sc.run(t, c, t.Name()) {
+			t.Fatal("read the old version after the write was acknowledged")
+		}
+	})
+	t.Run("guard off", func(t *testing.T) {
+		for _, g := range sc.guards {
+			defer failpoint.Disable(g)()
+		}
+		c, _ := newCache(t, sc.opts)
+		if !sc.run(t, c, t.Name()) {
+			t.Fatalf("no stale read with %v switched off: the scenario does not exercise it", sc.guards)
+		}
+	})
 }
 
 // TestL1NeverOutlivesL2 checks that an entry filled into L1 from Redis expires
