@@ -86,19 +86,8 @@ func TestEvictedTombstone(t *testing.T) {
 func TestRestartFromOlderSnapshot(t *testing.T) {
 	bothWays(t, []string{failpoint.GuardIncarnation}, func(t *testing.T) bool {
 		dir := t.TempDir()
-		srv := testenv.StartRedis(t, "--dir", dir, "--dbfilename", "dump.rdb")
-		c, rdb := cacheOn(t, srv.Addr(), "snap", nil)
+		srv, c, s := snapshotThenWrite(t, dir, "snap", nil)
 		ctx := context.Background()
-		s := newSource()
-		s.put("k", sampleRow(1, 1))
-		mustGet(t, c, "k", s) // v1 in Redis
-		if err := rdb.Save(ctx).Err(); err != nil {
-			t.Fatal(err)
-		}
-		s.put("k", sampleRow(1, 2))
-		if err := c.Invalidate(ctx, "k", 2); err != nil {
-			t.Fatal(err)
-		}
 		before := c.Stats().Incarnations
 		srv.Stop() // kill -9: the tombstone is lost, the dump has v1
 		if _, err := os.Stat(filepath.Join(dir, "dump.rdb")); err != nil {
@@ -113,6 +102,27 @@ func TestRestartFromOlderSnapshot(t *testing.T) {
 	})
 }
 
+// snapshotThenWrite starts a throwaway Redis saving to dir, caches v1 of
+// "k", saves a snapshot, then writes and invalidates v2: the snapshot holds
+// v1 and not the tombstone.
+func snapshotThenWrite(t *testing.T, dir, ns string, mod func(*Options)) (*testenv.RedisServer, *Cache, *fakeSource) {
+	t.Helper()
+	srv := testenv.StartRedis(t, "--dir", dir, "--dbfilename", "dump.rdb")
+	c, rdb := cacheOn(t, srv.Addr(), ns, mod)
+	ctx := context.Background()
+	s := newSource()
+	s.put("k", sampleRow(1, 1))
+	mustGet(t, c, "k", s) // v1 in Redis
+	if err := rdb.Save(ctx).Err(); err != nil {
+		t.Fatal(err)
+	}
+	s.put("k", sampleRow(1, 2))
+	if err := c.Invalidate(ctx, "k", 2); err != nil {
+		t.Fatal(err)
+	}
+	return srv, c, s
+}
+
 // TestRestoreWithinVouch: Redis restarts from an older snapshot right after
 // an identity check, so the periodic check still vouches for it (one
 // ServerCheckInterval of an hour here). The first read after the restart
@@ -121,20 +131,7 @@ func TestRestartFromOlderSnapshot(t *testing.T) {
 // v1 is served, to the writer itself.
 func TestRestoreWithinVouch(t *testing.T) {
 	bothWays(t, []string{failpoint.GuardConnIdentity}, func(t *testing.T) bool {
-		dir := t.TempDir()
-		srv := testenv.StartRedis(t, "--dir", dir, "--dbfilename", "dump.rdb")
-		c, rdb := cacheOn(t, srv.Addr(), "vouch", func(o *Options) { o.ServerCheckInterval = time.Hour })
-		ctx := context.Background()
-		s := newSource()
-		s.put("k", sampleRow(1, 1))
-		mustGet(t, c, "k", s) // v1 in Redis
-		if err := rdb.Save(ctx).Err(); err != nil {
-			t.Fatal(err)
-		}
-		s.put("k", sampleRow(1, 2))
-		if err := c.Invalidate(ctx, "k", 2); err != nil {
-			t.Fatal(err)
-		}
+		srv, c, s := snapshotThenWrite(t, t.TempDir(), "vouch", func(o *Options) { o.ServerCheckInterval = time.Hour })
 		srv.Stop()
 		srv.Start()
 		return mustGet(t, c, "k", s).Version != 2

@@ -612,8 +612,10 @@ func (c *Cache) leaseL2(ctx context.Context, key, orig string, schema, epoch, ge
 // The read script costs Redis more than a GET (here about twice a GET's
 // round trip), and only a miss needs it. While most of this cache's Redis
 // reads hit, a read tries a plain GET first and runs the script only on a
-// miss; while most miss, it runs the script at once. warmth moves by one
-// per read, between 0 and warmMax; GET first from warmMax/2. Either way the
+// miss; while most miss, it runs the script at once. warmth moves up one
+// per hit and down one per miss (twice for a GET that missed and the script
+// after it, so GET-first is left more readily than entered), between 0 and
+// warmMax; GET first from warmMax/2. Either way the
 // read is safe: a GET hit is judged as the script's, and a fill always needs
 // the script's lease.
 const warmMax = 32
