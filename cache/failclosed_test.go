@@ -330,3 +330,30 @@ func TestLongKey(t *testing.T) {
 		t.Fatalf("key above MaxKeyLen: %v", err)
 	}
 }
+
+// TestSuspectRemote: a writer's tombstone never reached Redis, but its
+// announcement that the invalidation is unconfirmed reached another
+// instance (the bus calls SuspectRemote for it). That instance must not read
+// the key from Redis, where the old row is still stored, until an epoch
+// change retires it.
+func TestSuspectRemote(t *testing.T) {
+	bothWays(t, []string{failpoint.GuardSuspect}, func(t *testing.T) bool {
+		addr := testenv.RedisAddr(t)
+		proxy := testenv.NewProxy(t, addr)
+		rdb := testenv.Redis(t)
+		ns := testenv.Namespace(t, rdb)
+		w, _ := cacheOn(t, proxy.Addr(), ns, func(o *Options) { o.WriteTimeout = 200 * time.Millisecond })
+		r, _ := cacheOn(t, addr, ns, nil)
+		ctx := context.Background()
+		s := newSource()
+		s.put("k", sampleRow(1, 1))
+		mustGet(t, r, "k", s) // v1 in L1 and Redis
+		proxy.Cut()
+		s.put("k", sampleRow(1, 2))
+		if err := w.Invalidate(ctx, "k", 2); !errors.Is(err, ErrInvalidationUnconfirmed) {
+			t.Fatalf("Invalidate while Redis is unreachable: %v, want ErrInvalidationUnconfirmed", err)
+		}
+		r.SuspectRemote([]string{"k"})
+		return mustGet(t, r, "k", s).Version == 1
+	})
+}
