@@ -401,3 +401,47 @@ func (c *Cache) SetPublisher(p Publisher) error {
 	c.pub.Store(&pubHolder{p: p})
 	return nil
 }
+
+// RetireAll retires every entry of the namespace, in both tiers and on every
+// instance, for a committed write whose keys cannot be known (a multi-row
+// UPDATE by condition, raw SQL). It bumps the namespace epoch in Redis
+// (entries filled before it are never read again), flushes L1, and tells
+// other instances through the attached EpochPublisher; they also find the
+// new epoch at their next EpochInterval. If Redis does not take the bump
+// within WriteTimeout, this instance stops reading Redis until a later bump
+// succeeds, and RetireAll returns an error wrapping
+// ErrInvalidationUnconfirmed, as Invalidate does.
+func (c *Cache) RetireAll(ctx context.Context) error {
+	if c == nil {
+		return ErrNilCache
+	}
+	if c.closed.Load() {
+		return ErrClosed
+	}
+	if c.l2 == nil {
+		c.FlushLocal()
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.opts.WriteTimeout)
+	defer cancel()
+	var err error
+	for {
+		if err = c.refreshEpoch(ctx, true); err == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(10 * time.Millisecond):
+			continue
+		}
+		break
+	}
+	c.FlushLocal()
+	c.pendingBump.Add(1)
+	c.st.pendingBumps.add(1)
+	select {
+	case c.kick <- struct{}{}:
+	default:
+	}
+	return fmt.Errorf("%w: the namespace epoch could not be bumped: %v", ErrInvalidationUnconfirmed, err)
+}

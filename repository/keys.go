@@ -9,6 +9,8 @@ import (
 
 	"gorm.io/gorm/clause"
 	"gorm.io/gorm/schema"
+
+	"github.com/gormcache/gormcache/internal/bind"
 )
 
 // keyPlan maps values of the repository's ID type to the model's primary
@@ -80,67 +82,22 @@ func (r *Repository[T, ID]) key(id ID) string {
 	if !r.keys.composite() {
 		return r.ns + ":" + formatKey(id)
 	}
-	var b strings.Builder
-	b.WriteString(r.ns)
 	rv := reflect.ValueOf(id)
-	for _, idx := range r.keys.parts {
-		b.WriteByte(':')
-		b.WriteString(partEscaper.Replace(formatKey(rv.FieldByIndex(idx).Interface())))
+	parts := make([]any, len(r.keys.parts))
+	for i, idx := range r.keys.parts {
+		parts[i] = rv.FieldByIndex(idx).Interface()
 	}
-	return b.String()
+	return bind.RowKey(r.ns, parts...)
 }
-
-var partEscaper = strings.NewReplacer(":", "%3A")
 
 // uniqueKey is the cache key mapping a unique column's value to an id.
 func (r *Repository[T, ID]) uniqueKey(col string, v any) string {
-	return r.ns + ":" + col + "=" + formatKey(v)
+	return bind.UniqueKey(r.ns, col, v)
 }
 
-// formatKey renders an id or column value for use in a key: integers in
-// decimal, strings escaped so they cannot form a Redis hash tag.
-func formatKey(v any) string {
-	switch x := v.(type) {
-	case string:
-		return escapeKey(x)
-	case int:
-		return strconv.FormatInt(int64(x), 10)
-	case int64:
-		return strconv.FormatInt(x, 10)
-	case int32:
-		return strconv.FormatInt(int64(x), 10)
-	case uint:
-		return strconv.FormatUint(uint64(x), 10)
-	case uint64:
-		return strconv.FormatUint(x, 10)
-	case uint32:
-		return strconv.FormatUint(uint64(x), 10)
-	case fmt.Stringer:
-		return escapeKey(x.String())
-	}
-	rv := reflect.ValueOf(v)
-	switch rv.Kind() {
-	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
-		return strconv.FormatInt(rv.Int(), 10)
-	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
-		return strconv.FormatUint(rv.Uint(), 10)
-	case reflect.String:
-		return escapeKey(rv.String())
-	}
-	return escapeKey(fmt.Sprint(v))
-}
-
-// keyEscaper keeps values from forming a Redis hash tag ('{', '}') and
-// from containing '=', which separates a unique column from its value in the
-// mapping keys ("<ns>:<col>=<value>"): a row key never collides with one.
-var keyEscaper = strings.NewReplacer("%", "%25", "{", "%7B", "}", "%7D", "=", "%3D")
-
-func escapeKey(s string) string {
-	if !strings.ContainsAny(s, "%{}=") {
-		return s
-	}
-	return keyEscaper.Replace(s)
-}
+// formatKey renders an id or column value for use in a key (see
+// bind.Format: the plugin formats the keys of plain-GORM writes the same way).
+func formatKey(v any) string { return bind.Format(v) }
 
 // checkID refuses the zero ID, and for a composite key any zero part: GORM
 // leaves zero primary-key values out of a write's WHERE clause, so a write

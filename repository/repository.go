@@ -11,6 +11,7 @@ import (
 	"gorm.io/gorm/schema"
 
 	"github.com/gormcache/gormcache/cache"
+	"github.com/gormcache/gormcache/internal/bind"
 	"github.com/gormcache/gormcache/internal/rowcodec"
 )
 
@@ -117,6 +118,7 @@ func New[T any, ID comparable](db *gorm.DB, c *cache.Cache, opts Options) (*Repo
 	if opts.SkipL1 {
 		r.readOpt = append(r.readOpt, cache.SkipL1())
 	}
+	bind.For(db).Add(r.table, bind.Table{Cache: c, Namespace: r.ns, Uniques: r.uniques})
 	return r, nil
 }
 
@@ -126,20 +128,7 @@ func New[T any, ID comparable](db *gorm.DB, c *cache.Cache, opts Options) (*Repo
 // caller vouches for. A column that is only part of a composite unique index
 // is not unique by itself.
 func uniqueColumns(sch *schema.Schema, extra []string) (map[string]*schema.Field, error) {
-	out := map[string]*schema.Field{}
-	for _, f := range sch.Fields {
-		if f.DBName != "" && f.Unique && !f.PrimaryKey {
-			out[f.DBName] = f
-		}
-	}
-	for _, idx := range sch.ParseIndexes() {
-		if idx.Class != "UNIQUE" || len(idx.Fields) != 1 || idx.Where != "" {
-			continue
-		}
-		if f := idx.Fields[0]; f.Field != nil && f.Expression == "" && f.DBName != "" && !f.PrimaryKey {
-			out[f.DBName] = f.Field
-		}
-	}
+	out := bind.UniqueFields(sch)
 	for _, col := range extra {
 		f := sch.LookUpField(col)
 		if f == nil || f.DBName == "" {
@@ -182,11 +171,14 @@ func (r *Repository[T, ID]) WithTx(tx *Tx) *Repository[T, ID] {
 
 // conn is the connection for ctx: the transaction for a bound copy, else the
 // shared pool.
+// conn returns the connection for ctx: the bound transaction, or the shared
+// pool. Statements on it are marked as handled, so the plain-GORM plugin
+// does not invalidate the repository's writes a second time.
 func (r *Repository[T, ID]) conn(ctx context.Context) *gorm.DB {
 	if r.tx != nil {
-		return r.tx.db.WithContext(ctx)
+		return r.tx.db.WithContext(ctx).Set(bind.Handled, true)
 	}
-	return r.db.WithContext(ctx)
+	return r.db.WithContext(ctx).Set(bind.Handled, true)
 }
 
 // versionOf returns v's Version (0 for unversioned models).

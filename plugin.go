@@ -1,0 +1,140 @@
+package gormcache
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"gorm.io/gorm"
+
+	"github.com/gormcache/gormcache/cache"
+	"github.com/gormcache/gormcache/internal/bind"
+)
+
+// Name is the plugin's name in GORM's registry (db.Config.Plugins).
+const Name = "gormcache"
+
+// Sentinel errors of the plugin. Every error it adds to a statement wraps one
+// of them or an error of the cache package.
+var (
+	// ErrNoCache is returned by Initialize for a Plugin without a Cache.
+	ErrNoCache = errors.New("gormcache: plugin without a cache")
+	// ErrUntrackedTx is added to a write that runs in a transaction the
+	// plugin cannot see commit: one begun on a connection GORM got around
+	// the pool the plugin wraps (db.Connection, a dbresolver source, a
+	// *sql.Tx passed in by hand). Its invalidations could only run before
+	// COMMIT, where a reader can refill the old row, so the write is
+	// refused (the transaction rolls back).
+	ErrUntrackedTx = errors.New("gormcache: write in a transaction the plugin does not track")
+)
+
+// Plugin makes every write through a *gorm.DB invalidate the cached rows it
+// changed, after it commits: db.Use(&gormcache.Plugin{Cache: c}).
+//
+// It wraps the connection pool the database was opened with (so it sees
+// each transaction's COMMIT and ROLLBACK) and registers callbacks after
+// GORM's create, update, delete and raw-SQL callbacks that collect the keys
+// of the rows each statement changed. Rows are keyed as repositories key
+// them: "<table>:<pk>" in Cache, or as a repository created on the same
+// database registered them (its Namespace and Cache); so a plain-GORM write
+// retires what a Repository serves.
+//
+// When the changed rows cannot be known without a read — an UPDATE or
+// DELETE by a condition that does not name primary keys, raw SQL — the
+// namespace is retired whole (cache.RetireAll), which costs every instance
+// a cold cache but never serves a stale row.
+type Plugin struct {
+	// Cache holds the rows of tables no repository registered. Required.
+	Cache *cache.Cache
+	// OnError, if set, is told of invalidations that failed after their
+	// write committed (the write itself has succeeded; the error also
+	// reaches the statement or the Commit that ran them). For logs and
+	// metrics; it must be fast.
+	OnError func(ctx context.Context, err error)
+
+	reg *bind.Registry
+}
+
+var _ gorm.Plugin = (*Plugin)(nil)
+
+// Name returns "gormcache".
+func (p *Plugin) Name() string { return Name }
+
+// Initialize wraps db's connection pool and registers the callbacks. GORM
+// calls it from db.Use. The Postgres dialector sets the pool when the
+// database is opened, so the plugin wraps what it finds then; with
+// gorm.Config.PrepareStmt it wraps the pool under GORM's prepared-statement
+// pool, so transactions stay tracked with prepared statements too.
+func (p *Plugin) Initialize(db *gorm.DB) error {
+	if p.Cache == nil {
+		return ErrNoCache
+	}
+	p.reg = bind.For(db)
+	switch cp := db.ConnPool.(type) {
+	case *trackedPool:
+		return fmt.Errorf("gormcache: the plugin is already installed on this database")
+	case *gorm.PreparedStmtDB:
+		if _, ok := cp.ConnPool.(*trackedPool); !ok {
+			cp.ConnPool = &trackedPool{inner: cp.ConnPool, p: p}
+		}
+	default:
+		tp := &trackedPool{inner: db.ConnPool, p: p}
+		db.ConnPool = tp
+		if db.Statement != nil && db.Statement.ConnPool == cp {
+			db.Statement.ConnPool = tp
+		}
+	}
+	return p.register(db)
+}
+
+// register adds the callbacks.
+func (p *Plugin) register(db *gorm.DB) error {
+	cb := db.Callback()
+	return errors.Join(
+		cb.Create().After("gorm:create").Register("gormcache:after_create", p.afterCreate),
+		cb.Update().After("gorm:update").Register("gormcache:after_update", p.afterUpdate),
+		cb.Delete().After("gorm:delete").Register("gormcache:after_delete", p.afterDelete),
+		cb.Raw().After("gorm:raw").Register("gormcache:after_raw", p.afterRaw),
+		cb.Row().After("gorm:row").Register("gormcache:after_row", p.afterRawQuery),
+		cb.Query().After("gorm:query").Register("gormcache:after_query", p.afterRawQuery),
+	)
+}
+
+// apply runs invalidations of committed writes: for each cache, a
+// retirement of the whole namespace if one was asked for, else one
+// InvalidateMany (one Redis pipeline).
+func (p *Plugin) apply(ctx context.Context, pending []pendingInv, retire map[*cache.Cache]bool) error {
+	if len(pending) == 0 && len(retire) == 0 {
+		return nil
+	}
+	byCache := map[*cache.Cache][]cache.Invalidation{}
+	var order []*cache.Cache
+	for _, pi := range pending {
+		if _, ok := byCache[pi.c]; !ok {
+			order = append(order, pi.c)
+		}
+		byCache[pi.c] = append(byCache[pi.c], pi.inv)
+	}
+	for c := range retire {
+		if _, ok := byCache[c]; !ok {
+			order = append(order, c)
+		}
+	}
+	var errs []error
+	for _, c := range order {
+		var err error
+		if retire[c] {
+			err = c.RetireAll(ctx)
+		} else {
+			err = c.InvalidateMany(ctx, byCache[c])
+		}
+		if err != nil {
+			err = fmt.Errorf("gormcache: the write committed but its invalidation failed: %w", err)
+			if p.OnError != nil {
+				p.OnError(ctx, err)
+			}
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
