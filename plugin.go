@@ -91,9 +91,11 @@ func (p *Plugin) Initialize(db *gorm.DB) error {
 func (p *Plugin) register(db *gorm.DB) error {
 	cb := db.Callback()
 	return errors.Join(
-		cb.Create().After("gorm:create").Register("gormcache:after_create", p.afterCreate),
-		cb.Update().After("gorm:update").Register("gormcache:after_update", p.afterUpdate),
-		cb.Delete().After("gorm:delete").Register("gormcache:after_delete", p.afterDelete),
+		// Before GORM's commit of its default transaction, so that the
+		// keys are queued on that transaction and applied by its Commit.
+		cb.Create().After("gorm:create").Before("gorm:commit_or_rollback_transaction").Register("gormcache:after_create", p.afterCreate),
+		cb.Update().After("gorm:update").Before("gorm:commit_or_rollback_transaction").Register("gormcache:after_update", p.afterUpdate),
+		cb.Delete().After("gorm:delete").Before("gorm:commit_or_rollback_transaction").Register("gormcache:after_delete", p.afterDelete),
 		cb.Raw().After("gorm:raw").Register("gormcache:after_raw", p.afterRaw),
 		cb.Row().After("gorm:row").Register("gormcache:after_row", p.afterRawQuery),
 		cb.Query().After("gorm:query").Register("gormcache:after_query", p.afterRawQuery),

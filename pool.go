@@ -9,6 +9,7 @@ import (
 	"gorm.io/gorm"
 
 	"github.com/gormcache/gormcache/cache"
+	"github.com/gormcache/gormcache/internal/failpoint"
 )
 
 // trackedPool wraps the connection pool GORM was opened with. Statements run
@@ -154,8 +155,13 @@ func (t *trackedTx) GetDBConn() (*sql.DB, error) { return t.pool.GetDBConn() }
 // extra invalidation costs a miss where a missing one serves a stale row.
 // An invalidation error is returned only if COMMIT succeeded.
 func (t *trackedTx) Commit() error {
+	ctx := context.Background()
+	if failpoint.Disabled(failpoint.GuardAfterCommit) { // test hook: invalidate before COMMIT
+		_ = t.flush(ctx)
+	}
+	failpoint.Hit(ctx, failpoint.BeforeCommit, "")
 	err := t.inner.Commit()
-	ierr := t.flush(context.Background())
+	ierr := t.flush(ctx)
 	if err == nil {
 		err = ierr
 	}

@@ -101,12 +101,16 @@ func (p *Plugin) route(db *gorm.DB, ch *changes) {
 // reports a transaction of any kind; a nil tx with inTx set is one the
 // plugin did not begin.
 func trackedOf(cp gorm.ConnPool) (tx *trackedTx, inTx bool) {
+	for {
+		p, ok := cp.(*gorm.PreparedStmtTX) // a PrepareStmt session in a transaction, or one on a PrepareStmt database
+		if !ok {
+			break
+		}
+		cp = p.Tx
+	}
 	switch x := cp.(type) {
 	case *trackedTx:
 		return x, true
-	case *gorm.PreparedStmtTX:
-		t, _ := x.Tx.(*trackedTx)
-		return t, true
 	case gorm.TxCommitter:
 		return nil, true
 	}

@@ -39,7 +39,8 @@ const (
 	// stop joining it.
 	Abandoned = "cache/abandoned"
 	// BeforeCommit runs in repository.Transaction after fn returned nil and
-	// before COMMIT; its key is "".
+	// before COMMIT, and in the plugin's tracked transactions just before
+	// COMMIT; its key is "".
 	BeforeCommit = "repository/before-commit"
 	// Waiting runs once a caller with a cancellable context has started or
 	// joined a flight, before it waits for the result.
@@ -61,7 +62,8 @@ const (
 	// GuardExpiry is the expiry check of entries read from either tier.
 	GuardExpiry = "guard/expiry"
 	// GuardAfterCommit defers a transaction's invalidations until after
-	// COMMIT; switched off, they are applied just before it.
+	// COMMIT (repository.Transaction and the plugin's tracked
+	// transactions); switched off, they are applied just before it.
 	GuardAfterCommit = "guard/after-commit"
 	// GuardNoTxFill keeps reads inside a transaction away from the shared
 	// tiers; switched off, they read and fill the cache like any read.
