@@ -14,8 +14,8 @@ import (
 	"gorm.io/gorm/schema"
 
 	"github.com/gormcache/gormcache/cache"
-	"github.com/gormcache/gormcache/invalidation"
 	"github.com/gormcache/gormcache/internal/testenv"
+	"github.com/gormcache/gormcache/invalidation"
 	"github.com/gormcache/gormcache/repository"
 )
 

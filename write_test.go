@@ -80,7 +80,7 @@ var writeStyles = []writeStyle{
 	}},
 	{"Raw UPDATE RETURNING", false, []int64{3}, func(db *gorm.DB) error {
 		var ids []int64
-		return db.Raw(`UPDATE `+table(db, &user{})+` SET name = 'ret' WHERE id = 3 RETURNING id`).Scan(&ids).Error
+		return db.Raw(`UPDATE ` + table(db, &user{}) + ` SET name = 'ret' WHERE id = 3 RETURNING id`).Scan(&ids).Error
 	}},
 	{"Transaction with nested RollbackTo", true, []int64{1, 2}, func(db *gorm.DB) error {
 		return db.Transaction(func(tx *gorm.DB) error {
@@ -194,7 +194,7 @@ func TestInvalidateAfterCommit(t *testing.T) {
 		f := newFleet(t, 2, nil)
 		f.seed(t, user{ID: 1, Token: "t1", Name: "old"})
 		defer failpoint.Set(failpoint.BeforeCommit, "", func(ctx context.Context, _ string) {
-			time.Sleep(100 * time.Millisecond) // an invalidation applied now has reached instance 1
+			time.Sleep(100 * time.Millisecond)                   // an invalidation applied now has reached instance 1
 			if _, err := f.in[1].users.Get(ctx, 1); err != nil { // loads "old" into L1 and Redis
 				t.Error(err)
 			}
