@@ -99,6 +99,7 @@ func (p *Plugin) register(db *gorm.DB) error {
 		cb.Raw().After("gorm:raw").Register("gormcache:after_raw", p.afterRaw),
 		cb.Row().After("gorm:row").Register("gormcache:after_row", p.afterRawQuery),
 		cb.Query().After("gorm:query").Register("gormcache:after_query", p.afterRawQuery),
+		p.registerVersioning(db),
 	)
 }
 
