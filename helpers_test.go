@@ -211,3 +211,7 @@ func (f *fleet) epochs() uint64 {
 	}
 	return n
 }
+
+func newUsers(db *gorm.DB, c *cache.Cache) (*repository.Repository[user, int64], error) {
+	return repository.New[user, int64](db, c, repository.Options{})
+}

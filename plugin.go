@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"reflect"
 
 	"gorm.io/gorm"
 
@@ -19,6 +20,9 @@ const Name = "gormcache"
 var (
 	// ErrNoCache is returned by Initialize for a Plugin without a Cache.
 	ErrNoCache = errors.New("gormcache: plugin without a cache")
+	// ErrInvalidOption is returned by Initialize for a Plugin field it
+	// cannot use.
+	ErrInvalidOption = errors.New("gormcache: invalid plugin option")
 	// ErrUntrackedTx is added to a write that runs in a transaction the
 	// plugin cannot see commit: one begun on a connection GORM got around
 	// the pool the plugin wraps (db.Connection, a dbresolver source, a
@@ -52,7 +56,14 @@ type Plugin struct {
 	// metrics; it must be fast.
 	OnError func(ctx context.Context, err error)
 
-	reg *bind.Registry
+	// CachedModels lists models (pointers to zero values, as for
+	// AutoMigrate) whose primary-key reads are served from the cache
+	// without the Cached clause; Uncached opts a query out. A listed model
+	// needs a repository on the database (repository.New).
+	CachedModels []any
+
+	reg          *bind.Registry
+	cachedModels map[reflect.Type]bool // of CachedModels, set by Initialize
 }
 
 var _ gorm.Plugin = (*Plugin)(nil)
@@ -70,6 +81,17 @@ func (p *Plugin) Initialize(db *gorm.DB) error {
 		return ErrNoCache
 	}
 	p.reg = bind.For(db)
+	p.cachedModels = map[reflect.Type]bool{}
+	for _, m := range p.CachedModels {
+		t := reflect.TypeOf(m)
+		for t != nil && t.Kind() == reflect.Pointer {
+			t = t.Elem()
+		}
+		if t == nil || t.Kind() != reflect.Struct {
+			return fmt.Errorf("%w: CachedModels: %T is not a model", ErrInvalidOption, m)
+		}
+		p.cachedModels[t] = true
+	}
 	switch cp := db.ConnPool.(type) {
 	case *trackedPool:
 		return fmt.Errorf("gormcache: the plugin is already installed on this database")
@@ -98,6 +120,7 @@ func (p *Plugin) register(db *gorm.DB) error {
 		cb.Delete().After("gorm:delete").Before("gorm:commit_or_rollback_transaction").Register("gormcache:after_delete", p.afterDelete),
 		cb.Raw().After("gorm:raw").Register("gormcache:after_raw", p.afterRaw),
 		cb.Row().After("gorm:row").Register("gormcache:after_row", p.afterRawQuery),
+		cb.Query().Replace("gorm:query", p.query),
 		cb.Query().After("gorm:query").Register("gormcache:after_query", p.afterRawQuery),
 		p.registerVersioning(db),
 	)

@@ -118,7 +118,11 @@ func New[T any, ID comparable](db *gorm.DB, c *cache.Cache, opts Options) (*Repo
 	if opts.SkipL1 {
 		r.readOpt = append(r.readOpt, cache.SkipL1())
 	}
-	bind.For(db).Add(r.table, bind.Table{Cache: c, Namespace: r.ns, Uniques: r.uniques})
+	bt := bind.Table{Cache: c, Namespace: r.ns, Uniques: r.uniques}
+	if !keys.composite() {
+		bt.Read, bt.Model = r.readAny, mt
+	}
+	bind.For(db).Add(r.table, bt)
 	return r, nil
 }
 

@@ -6,6 +6,7 @@
 package bind
 
 import (
+	"context"
 	"fmt"
 	"reflect"
 	"strconv"
@@ -27,6 +28,13 @@ type Table struct {
 	Cache     *cache.Cache
 	Namespace string                   // row keys are "<Namespace>:<pk>"
 	Uniques   map[string]*schema.Field // columns with "<Namespace>:<col>=<value>" mappings
+	// Read, if set, reads rows by primary key through the cache, for the
+	// plugin's transparent reads: pointers to model values, in the order of
+	// ids, for the ids that exist (duplicates once). ok is false when an id
+	// is not a value of the key's type (the read is not served from the cache).
+	Read func(ctx context.Context, ids []any) (rows []reflect.Value, ok bool, err error)
+	// Model is the model type rows are read as.
+	Model reflect.Type
 }
 
 // registries maps a *gorm.Config (shared by every session of one opened
@@ -60,6 +68,9 @@ func (r *Registry) Add(table string, t Table) {
 	defer r.mu.Unlock()
 	for i, old := range r.tables[table] {
 		if old.Cache == t.Cache && old.Namespace == t.Namespace {
+			if old.Read == nil {
+				old.Read, old.Model = t.Read, t.Model
+			}
 			for col, f := range t.Uniques { // extra unique columns of a second repository
 				old.Uniques[col] = f
 			}
@@ -68,6 +79,18 @@ func (r *Registry) Add(table string, t Table) {
 		}
 	}
 	r.tables[table] = append(r.tables[table], t)
+}
+
+// Reader returns the first binding of table that reads rows of model.
+func (r *Registry) Reader(table string, model reflect.Type) (Table, bool) {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	for _, t := range r.tables[table] {
+		if t.Read != nil && t.Model == model {
+			return t, true
+		}
+	}
+	return Table{}, false
 }
 
 // Tables returns the registered bindings of table (nil if none).
