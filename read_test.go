@@ -108,14 +108,20 @@ func TestUncacheableReads(t *testing.T) {
 		"OR":              func(db *gorm.DB, u *user) error { return db.Where("id = ?", 1).Or("id = ?", 2).First(u).Error },
 		"Select":          func(db *gorm.DB, u *user) error { return db.Select("id", "name").First(u, 1).Error },
 		"Omit":            func(db *gorm.DB, u *user) error { return db.Omit("token").First(u, 1).Error },
-		"locking":         func(db *gorm.DB, u *user) error { return db.Clauses(clause.Locking{Strength: "UPDATE"}).First(u, 1).Error },
-		"Unscoped":        func(db *gorm.DB, u *user) error { return db.Unscoped().First(u, 3).Error },
-		"Order other":     func(db *gorm.DB, u *user) error { return db.Order("name").First(u, 1).Error },
-		"Offset":          func(db *gorm.DB, u *user) error { return db.Offset(1).Limit(1).Find(u, 1).Error },
-		"no condition":    func(db *gorm.DB, u *user) error { return db.First(u).Error },
-		"Table":           func(db *gorm.DB, u *user) error { return db.Table(table(db, &user{})+" AS x").First(u, "x.id = ?", 1).Error },
-		"Raw":             func(db *gorm.DB, u *user) error { return db.Raw("SELECT * FROM "+table(db, &user{})+" WHERE id = 1").Scan(u).Error },
-		"string id":       func(db *gorm.DB, u *user) error { return db.First(u, "1").Error },
+		"locking": func(db *gorm.DB, u *user) error {
+			return db.Clauses(clause.Locking{Strength: "UPDATE"}).First(u, 1).Error
+		},
+		"Unscoped":     func(db *gorm.DB, u *user) error { return db.Unscoped().First(u, 3).Error },
+		"Order other":  func(db *gorm.DB, u *user) error { return db.Order("name").First(u, 1).Error },
+		"Offset":       func(db *gorm.DB, u *user) error { return db.Offset(1).Limit(1).Find(u, 1).Error },
+		"no condition": func(db *gorm.DB, u *user) error { return db.First(u).Error },
+		"Table": func(db *gorm.DB, u *user) error {
+			return db.Table(table(db, &user{})+" AS x").First(u, "x.id = ?", 1).Error
+		},
+		"Raw": func(db *gorm.DB, u *user) error {
+			return db.Raw("SELECT * FROM " + table(db, &user{}) + " WHERE id = 1").Scan(u).Error
+		},
+		"string id": func(db *gorm.DB, u *user) error { return db.First(u, "1").Error },
 	}
 	for name, read := range reads {
 		t.Run(name, func(t *testing.T) {
