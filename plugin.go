@@ -62,6 +62,7 @@ type Plugin struct {
 	// needs a repository on the database (repository.New).
 	CachedModels []any
 
+	st           stats
 	reg          *bind.Registry
 	cachedModels map[reflect.Type]bool // of CachedModels, set by Initialize
 }

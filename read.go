@@ -40,8 +40,11 @@ func (c readClause) ModifyStatement(stmt *gorm.Statement) { stmt.Settings.Store(
 
 // query replaces gorm:query.
 func (p *Plugin) query(db *gorm.DB) {
-	if db.Error == nil && p.wantsCache(db.Statement) && p.serve(db) {
-		return
+	if db.Error == nil && p.wantsCache(db.Statement) {
+		if p.serve(db) {
+			return
+		}
+		p.st.passed.Add(1)
 	}
 	callbacks.Query(db)
 }
@@ -62,12 +65,12 @@ func (p *Plugin) serve(db *gorm.DB) bool {
 		return false // a transaction reads its own writes and snapshot, not the shared tiers
 	}
 	dest, many, ok := destOf(stmt)
-	if !ok || !plainRead(stmt, many) {
+	if !ok {
 		return false
 	}
 	pks, ok := wherePKsOnly(stmt)
-	if !ok || (!many && len(pks) != 1) {
-		return false
+	if !plainRead(stmt, many) || !ok || (!many && len(pks) != 1) {
+		return p.serveQuery(db, dest, many)
 	}
 	t, ok := p.reg.Reader(stmt.Table, stmt.Schema.ModelType)
 	if !ok {
@@ -77,10 +80,19 @@ func (p *Plugin) serve(db *gorm.DB) bool {
 	if !ok {
 		return false
 	}
+	p.st.rows.Add(1)
+	fill(db, dest, many, rows, err)
+	return true
+}
+
+// fill sets the query's destination to rows (pointers to model values), as
+// GORM's scan would, with the repository's AfterFind already run.
+func fill(db *gorm.DB, dest reflect.Value, many bool, rows []reflect.Value, err error) {
+	stmt := db.Statement
 	stmt.SkipHooks = true // the repository ran AfterFind
 	if err != nil {
 		_ = db.AddError(err)
-		return true
+		return
 	}
 	db.RowsAffected = int64(len(rows))
 	if !many {
@@ -88,10 +100,10 @@ func (p *Plugin) serve(db *gorm.DB) bool {
 			if stmt.RaiseErrorOnNotFound {
 				_ = db.AddError(gorm.ErrRecordNotFound)
 			}
-			return true
+			return
 		}
 		dest.Set(rows[0].Elem())
-		return true
+		return
 	}
 	out := reflect.MakeSlice(dest.Type(), 0, len(rows))
 	ptrs := dest.Type().Elem().Kind() == reflect.Pointer
@@ -103,7 +115,6 @@ func (p *Plugin) serve(db *gorm.DB) bool {
 		}
 	}
 	dest.Set(out)
-	return true
 }
 
 // destOf returns the value a query scans into, if it is the model struct or

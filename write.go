@@ -59,7 +59,21 @@ func (p *Plugin) collect(db *gorm.DB, keys func(stmt *gorm.Statement, ch *change
 	}
 	var ch changes
 	keys(stmt, &ch)
+	p.touched(stmt, &ch)
 	p.route(db, &ch)
+}
+
+// touched adds the generation invalidation of each binding of the
+// statement's table: any write may change what a cached query of it returns.
+func (p *Plugin) touched(stmt *gorm.Statement, ch *changes) {
+	if ch.invs == nil || stmt.Schema == nil {
+		return
+	}
+	for _, t := range p.tables(stmt) {
+		if len(ch.invs[t.Cache]) > 0 && !ch.retire[t.Cache] {
+			ch.add(t.Cache, cache.Invalidation{Key: bind.GenKey(t.Namespace)})
+		}
+	}
 }
 
 // route queues ch on the statement's tracked transaction, or applies it now

@@ -9,6 +9,7 @@ import (
 	"gorm.io/gorm/clause"
 
 	"github.com/gormcache/gormcache/cache"
+	"github.com/gormcache/gormcache/internal/bind"
 )
 
 // Create inserts v. A versioned model with a zero Version is created at
@@ -204,7 +205,7 @@ func (r *Repository[T, ID]) invalidateID(ctx context.Context, id ID) error {
 	if err := r.checkID(id); err != nil {
 		return err
 	}
-	invs := []cache.Invalidation{{Key: r.key(id), Retire: true}}
+	invs := []cache.Invalidation{{Key: r.key(id), Retire: true}, r.genInvalidation()}
 	var readErr error
 	if len(r.uniques) > 0 {
 		v, err := r.load(ctx, id)
@@ -244,14 +245,20 @@ func (r *Repository[T, ID]) afterWrite(ctx context.Context, v *T, version uint64
 			cols = append(cols, col)
 		}
 	}
-	invs := make([]cache.Invalidation, 0, 1+len(cols))
-	invs = append(invs, cache.Invalidation{Key: r.key(r.idOf(ctx, v)), Version: version})
+	invs := make([]cache.Invalidation, 0, 2+len(cols))
+	invs = append(invs, cache.Invalidation{Key: r.key(r.idOf(ctx, v)), Version: version}, r.genInvalidation())
 	rv := reflect.ValueOf(v).Elem()
 	for _, col := range cols {
 		val := r.uniques[col].ReflectValueOf(ctx, rv).Interface()
 		invs = append(invs, cache.Invalidation{Key: r.uniqueKey(col, val)})
 	}
 	return r.queue(ctx, invs)
+}
+
+// genInvalidation moves the table's generation: cached queries of the
+// table (which may list the row, or should now) are retired with it.
+func (r *Repository[T, ID]) genInvalidation() cache.Invalidation {
+	return cache.Invalidation{Key: bind.GenKey(r.ns)}
 }
 
 // queue applies invs now, or on the bound transaction's commit.

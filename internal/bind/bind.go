@@ -136,6 +136,18 @@ func RowKey(ns string, parts ...any) string {
 	return b.String()
 }
 
+// GenKey is the key of the table's generation (cache.Generation): every
+// write to the table invalidates it, and cached queries are keyed by it. A
+// row key never starts with '=' (Format escapes it), and a unique-column
+// mapping needs a column name before it.
+func GenKey(ns string) string { return ns + ":=gen" }
+
+// QueryKey is the key of a cached query's result under generation gen;
+// hash identifies the query's SQL and arguments.
+func QueryKey(ns string, gen uint64, hash string) string {
+	return ns + ":=q" + strconv.FormatUint(gen, 36) + ":" + hash
+}
+
 // UniqueKey is the key mapping a unique column's value to a primary key.
 func UniqueKey(ns, col string, v any) string {
 	return ns + ":" + col + "=" + Format(v)
