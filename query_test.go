@@ -54,7 +54,9 @@ func TestQueryCacheCoherent(t *testing.T) {
 		name  string
 		write func(f *fleet) error
 	}{
-		{"Create matching", func(f *fleet) error { return f.in[0].db.Create(&user{ID: 20, Token: "t20", OrgID: 1, Name: "aa"}).Error }},
+		{"Create matching", func(f *fleet) error {
+			return f.in[0].db.Create(&user{ID: 20, Token: "t20", OrgID: 1, Name: "aa"}).Error
+		}},
 		{"Update filter column", func(f *fleet) error { return f.in[0].db.Model(&user{ID: 2}).Update("org_id", 2).Error }},
 		{"Update into the filter", func(f *fleet) error {
 			return f.in[0].db.Model(&user{}).Where("id = ?", 4).Update("org_id", 1).Error
@@ -62,7 +64,7 @@ func TestQueryCacheCoherent(t *testing.T) {
 		{"Update sort column", func(f *fleet) error { return f.in[0].db.Model(&user{ID: 2}).Update("name", "0").Error }},
 		{"Delete", func(f *fleet) error { return f.in[0].db.Delete(&user{ID: 1}).Error }},
 		{"Exec raw INSERT", func(f *fleet) error {
-			return f.in[0].db.Exec(`INSERT INTO `+table(f.base, &user{})+` (id, token, org_id, name) VALUES (21, 't21', 1, 'zz')`).Error
+			return f.in[0].db.Exec(`INSERT INTO ` + table(f.base, &user{}) + ` (id, token, org_id, name) VALUES (21, 't21', 1, 'zz')`).Error
 		}},
 		{"Repository Create", func(f *fleet) error {
 			return f.in[0].users.Create(ctx, &user{ID: 22, Token: "t22", OrgID: 1, Name: "mm"})

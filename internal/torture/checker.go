@@ -134,6 +134,14 @@ type Report struct {
 	// Announcements counts the unconfirmed-write announcements instances
 	// applied (KindSuspect).
 	UnconfirmedWrites, KilledWrites, OutsideWrites, Announcements int
+	// PlainWrites counts the acknowledged writes made with plain GORM
+	// through the plugin (Op.Plain), PlainByStyle the same by style; the
+	// other outcomes of such writes are in PlainConflicts, PlainFailed
+	// (outcome unknown) and PlainRollbacks (undone by a transaction or a
+	// rollback to a savepoint). Each is counted in the figures above too.
+	PlainWrites                                 int
+	PlainByStyle                                map[string]int
+	PlainConflicts, PlainFailed, PlainRollbacks int
 
 	StaleReads     int
 	WorstStaleness time.Duration // the largest Staleness among stale reads
@@ -164,8 +172,16 @@ func (r *Report) Violations() int { return r.StaleReads + r.RYWViolations + r.In
 // String summarises the report.
 func (r *Report) String() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "operations %d over %v: reads %d (checked %d, failed %d), writes acknowledged %d, conflicts %d, failed %d, rollbacks %d\n",
-		r.Ops, time.Duration(r.End-r.Start).Round(time.Millisecond), r.Reads, r.ReadsChecked, r.ReadErrors, r.Writes, r.Conflicts, r.FailedWrites, r.Rollbacks)
+	fmt.Fprintf(&b, "operations %d over %v: reads %d (checked %d, failed %d), writes acknowledged %d (plain GORM %d), conflicts %d, failed %d, rollbacks %d\n",
+		r.Ops, time.Duration(r.End-r.Start).Round(time.Millisecond), r.Reads, r.ReadsChecked, r.ReadErrors, r.Writes, r.PlainWrites, r.Conflicts, r.FailedWrites, r.Rollbacks)
+	if r.PlainWrites+r.PlainConflicts+r.PlainFailed+r.PlainRollbacks > 0 {
+		styles := make([]string, 0, len(PlainStyles))
+		for _, st := range PlainStyles {
+			styles = append(styles, fmt.Sprintf("%s %d", st, r.PlainByStyle[st]))
+		}
+		fmt.Fprintf(&b, "plain-GORM writes through the plugin: acknowledged %d (%s), conflicts %d, failed %d, rolled back %d\n",
+			r.PlainWrites, strings.Join(styles, ", "), r.PlainConflicts, r.PlainFailed, r.PlainRollbacks)
+	}
 	fmt.Fprintf(&b, "degraded writes (invalidation missed Redis) %d (never covered by an epoch bump: %d), epoch changes %d; failed writes whose value was read (they committed) %d\n",
 		r.DegradedWrites, r.DegradedUncovered, r.EpochChanges, r.FailedWritesSeen)
 	if r.UnconfirmedWrites+r.KilledWrites+r.OutsideWrites+r.Announcements > 0 {
@@ -251,7 +267,7 @@ func Check(ops []Op, o CheckOptions) *Report {
 	if o.Examples == 0 {
 		o.Examples = 5
 	}
-	r := &Report{Counts: map[ViolationKind]int{}, Start: math.MaxInt64}
+	r := &Report{Counts: map[ViolationKind]int{}, PlainByStyle: map[string]int{}, Start: math.MaxInt64}
 	if o.TTLAllowance == 0 {
 		o.TTLAllowance = defaultTTLAllowance
 	}
@@ -297,6 +313,19 @@ func Check(ops []Op, o CheckOptions) *Report {
 		case KindWrite, KindRollback:
 			if op.Token != 0 {
 				byToken[op.Token] = op
+			}
+			if op.Plain != "" {
+				switch {
+				case op.Kind == KindRollback:
+					r.PlainRollbacks++
+				case op.Status == StatusOK:
+					r.PlainWrites++
+					r.PlainByStyle[op.Plain]++
+				case op.Status == StatusConflict:
+					r.PlainConflicts++
+				default:
+					r.PlainFailed++
+				}
 			}
 			switch {
 			case op.Kind == KindRollback:

@@ -86,8 +86,13 @@ type Op struct {
 	// Killed marks a write that committed and whose process was killed
 	// (SIGKILL) before it invalidated anything: by the README, only the
 	// TTLs bound it (CheckOptions.TTLAllowance).
-	Killed bool   `json:"kd,omitempty"`
-	Err    string `json:"e,omitempty"`
+	Killed bool `json:"kd,omitempty"`
+	// Plain names the style of a write made with plain GORM through the
+	// gormcache plugin (PlainUpdates, PlainExec, ...; see gormwriter.go).
+	// It is a versioned write like the repository's, and checked as one;
+	// the field only lets the report count them.
+	Plain string `json:"g,omitempty"`
+	Err   string `json:"e,omitempty"`
 }
 
 // Duration is the operation's latency.

@@ -27,6 +27,7 @@ import (
 	"gorm.io/gorm/logger"
 	"gorm.io/gorm/schema"
 
+	"github.com/gormcache/gormcache"
 	"github.com/gormcache/gormcache/cache"
 	"github.com/gormcache/gormcache/internal/failpoint"
 	"github.com/gormcache/gormcache/invalidation"
@@ -87,6 +88,11 @@ type Config struct {
 
 	Readers, Writers, Txers int           // goroutines of each kind
 	ReadPause, WritePause   time.Duration // pause after each read / write round
+	// GormWriters goroutines write with plain GORM through the plugin
+	// (gormwriter.go): Updates under explicit optimistic locking,
+	// db.Transaction with a nested transaction, raw Exec, PrepareStmt
+	// sessions. They pause WritePause too.
+	GormWriters int
 	// ChainProb is the probability that a successful update is followed at
 	// once by a second update of the same struct, without re-reading.
 	ChainProb float64
@@ -226,13 +232,22 @@ func RunChild(args []string, stdin io.Reader, stdout io.Writer) int {
 // instance is one running instance process.
 type instance struct {
 	cfg  Config
-	db   *gorm.DB
+	db   *gorm.DB      // with the gormcache plugin: the repository and the plain-GORM writers use it
 	rdb  *redis.Client // the cache's
 	brdb *redis.Client // the bus's
 	c    *cache.Cache
 	bus  *invalidation.Bus
 	repo *repository.Repository[Row, int64]
 	log  *Log
+
+	// raw shares db's pool without the plugin, for the writes that must go
+	// around the library: outside writes, the kill -9 between COMMIT and
+	// invalidation, and the long rows' writes (which invalidate their own
+	// key). The plugin would invalidate them itself (or, once it adds
+	// optimistic locking to versioned models, raise the version an outside
+	// write means to leave as it is).
+	raw      *gorm.DB
+	rowTable string // the quoted table name, for raw SQL
 
 	tokens atomic.Int64
 
@@ -289,6 +304,17 @@ func runChild(cfg Config, stdin io.Reader, stdout io.Writer) error {
 	sqlDB.SetMaxOpenConns(cfg.PoolSize)
 	sqlDB.SetMaxIdleConns(cfg.PoolSize)
 	defer sqlDB.Close()
+	if in.raw, err = gorm.Open(postgres.New(postgres.Config{Conn: sqlDB}), &gorm.Config{
+		Logger:         logger.Discard,
+		NamingStrategy: schema.NamingStrategy{TablePrefix: cfg.TablePrefix},
+	}); err != nil {
+		return err
+	}
+	stmt := &gorm.Statement{DB: in.db}
+	if err := stmt.Parse(&Row{}); err != nil {
+		return err
+	}
+	in.rowTable = stmt.Quote(stmt.Table)
 
 	co := cache.Options{Namespace: cfg.Namespace, EpochInterval: cfg.EpochInterval, RedisRetryAfter: cfg.RedisRetryAfter, L2TTL: cfg.L2TTL}
 	if cfg.NoL1 {
@@ -350,6 +376,11 @@ func runChild(cfg Config, stdin io.Reader, stdout io.Writer) error {
 		}
 	}
 	if in.repo, err = repository.New[Row, int64](in.db, in.c, repository.Options{Namespace: RowNamespace}); err != nil {
+		return err
+	}
+	// After the repository: it registered its namespace on db's
+	// configuration, so plain writes of the table retire "row:<id>" in c.
+	if err := in.db.Use(&gormcache.Plugin{Cache: in.c}); err != nil {
 		return err
 	}
 
@@ -517,6 +548,7 @@ func (in *instance) start() {
 	spawn(in.cfg.Readers, (*worker).reader)
 	spawn(in.cfg.Writers, (*worker).writer)
 	spawn(in.cfg.Txers, (*worker).txer)
+	spawn(in.cfg.GormWriters, (*worker).gormWriter)
 }
 
 // stopWorkload stops the workload goroutines, waits for them and flushes
@@ -644,14 +676,15 @@ func (w *worker) update(r *Row) bool {
 
 // dieAfterCommit is the kill -9 between COMMIT and invalidation: it waits
 // until no other write is in flight, commits r's update with plain GORM
-// (the repository has no failpoint between its COMMIT and its
-// invalidation), records it as a killed write, flushes the log and kills
+// on the handle without the plugin (the repository has no failpoint
+// between its COMMIT and its invalidation, and the plugin would invalidate
+// before returning), records it as a killed write, flushes the log and kills
 // its own process before invalidating anything.
 func (w *worker) dieAfterCommit(r *Row, old uint64) bool {
 	in := w.in
 	in.gate.Lock()
 	op := Op{Inst: in.cfg.Inst, Key: r.ID, Kind: KindWrite, Token: r.Token, Ver: old + 1, Call: time.Now().UnixNano()}
-	res := in.db.Model(&Row{}).Where("id = ? AND version = ?", r.ID, old).
+	res := in.raw.Model(&Row{}).Where("id = ? AND version = ?", r.ID, old).
 		Updates(map[string]any{"token": r.Token, "note": r.Note, "version": old + 1})
 	op.Ret = time.Now().UnixNano()
 	if res.Error != nil || res.RowsAffected == 0 {
@@ -712,8 +745,8 @@ func (w *worker) readLong(id int64) (*Row, bool) {
 	return &r, err == nil
 }
 
-// writeLong updates a long-key row with plain GORM (versioned) and
-// invalidates its long key, and records it.
+// writeLong updates a long-key row with plain GORM (versioned, on the
+// handle without the plugin) and invalidates its long key, and records it.
 func (w *worker) writeLong(r *Row) {
 	w.in.gate.RLock()
 	defer w.in.gate.RUnlock()
@@ -723,7 +756,7 @@ func (w *worker) writeLong(r *Row) {
 	op := Op{Inst: w.in.cfg.Inst, Key: r.ID, Kind: KindWrite, Token: tok, Ver: old + 1}
 	pb := w.pendingBumps()
 	op.Call = time.Now().UnixNano()
-	res := w.in.db.WithContext(ctx).Model(&Row{}).Where("id = ? AND version = ?", r.ID, old).
+	res := w.in.raw.WithContext(ctx).Model(&Row{}).Where("id = ? AND version = ?", r.ID, old).
 		Updates(map[string]any{"token": tok, "note": "l" + strconv.FormatInt(tok, 36), "version": old + 1})
 	var err error
 	switch {
@@ -773,7 +806,8 @@ func (in *instance) outsideBurst(n int) {
 // outsideWrite writes row id around the library, in a transaction that
 // locks the row first (so that outside writes of a row form one chain of
 // tokens): a plain GORM update of the note and token that leaves the
-// version as it is, or (reinsert) a DELETE and an INSERT at version 1.
+// version as it is, or (reinsert) a DELETE and an INSERT at version 1, on
+// the handle without the plugin.
 // Then Repository.Invalidate(id). The write is acknowledged when
 // Invalidate returns.
 func (w *worker) outsideWrite(id int64, reinsert bool) {
@@ -787,7 +821,7 @@ func (w *worker) outsideWrite(id int64, reinsert bool) {
 		pb := w.pendingBumps()
 		var fnDone, gone bool
 		op.Call = time.Now().UnixNano()
-		err := in.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		err := in.raw.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
 			var cur Row
 			if err := tx.Clauses(clause.Locking{Strength: "UPDATE"}).Take(&cur, id).Error; err != nil {
 				gone = errors.Is(err, gorm.ErrRecordNotFound) // re-inserted under our feet: try again

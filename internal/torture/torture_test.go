@@ -82,22 +82,24 @@ func longProfile() profile {
 }
 
 // defaultRun is TestTorture's short run: the short profile with the faults
-// of issue 10 that hold today mixed in, rows written around the library and
-// rows read under 2 KB keys.
+// of issue 10 that hold today mixed in, rows written around the library,
+// rows read under 2 KB keys, and a plain-GORM writer per instance writing
+// the hot rows through the plugin beside the repository's writers.
 func defaultRun() profile {
 	p := shortProfile()
 	p.faults = withFaults(allFaults, issue10Faults)
-	p.outsideRows, p.longRows = 10, 10
+	p.outsideRows, p.longRows, p.gormWriters = 10, 10, 1
 	return p
 }
 
 // longRun is the long profile with every fault of issue 10 mixed in (an
 // L2TTL of 5 s bounds the writes of instances killed between COMMIT and
-// invalidation, or closed while cut from Redis).
+// invalidation, or closed while cut from Redis), and a plain-GORM writer per
+// instance.
 func longRun() profile {
 	p := longProfile()
 	p.faults = withFaults(allFaults, issue10Faults, map[faultKind]int{fRDBRestore: 1, fPausedRestore: 1, fWriterShutdown: 1, fKill9: 1})
-	p.outsideRows, p.longRows, p.l2TTL = 20, 20, 5*time.Second
+	p.outsideRows, p.longRows, p.l2TTL, p.gormWriters = 20, 20, 5*time.Second, 1
 	return p
 }
 
