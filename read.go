@@ -40,7 +40,7 @@ func (c readClause) ModifyStatement(stmt *gorm.Statement) { stmt.Settings.Store(
 
 // query replaces gorm:query.
 func (p *Plugin) query(db *gorm.DB) {
-	if db.Error == nil && p.wantsCache(db.Statement) {
+	if db.Error == nil && !db.DryRun && p.wantsCache(db.Statement) {
 		if p.serve(db) {
 			return
 		}
