@@ -62,4 +62,3 @@ func (p *Plugin) serveQuery(db *gorm.DB, dest reflect.Value, many bool) bool {
 	fill(db, dest, many, rows, err)
 	return true
 }
-

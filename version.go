@@ -182,6 +182,8 @@ func versionUpdate(db *gorm.DB) {
 	if f == nil || omitted(stmt, f, false) {
 		return
 	}
+	// Read first: building the SET copies the Dest's fields into the model.
+	old, one := oneRow(stmt, f)
 	set, own := assignments(db)
 	if len(set) == 0 {
 		return // nothing to update: GORM runs no statement
@@ -195,7 +197,7 @@ func versionUpdate(db *gorm.DB) {
 		return
 	}
 	a := clause.Assignment{Column: clause.Column{Name: f.DBName}, Value: bumpExpr(f)}
-	if old, ok := oneRow(stmt, f); ok {
+	if one {
 		a.Value = old + 1
 		stmt.AddClause(clause.Where{Exprs: []clause.Expression{versionIs(f, old)}})
 		stmt.Settings.Store(versionSetting, old+1)
