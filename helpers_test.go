@@ -53,7 +53,7 @@ type fleet struct {
 	in   []*inst
 }
 
-func newFleet(t *testing.T, n int, cfg func(*gorm.Config)) *fleet {
+func newFleet(t testing.TB, n int, cfg func(*gorm.Config)) *fleet {
 	t.Helper()
 	testenv.Postgres(t) // skips without PostgreSQL
 	dsn := os.Getenv(testenv.EnvPostgres)
@@ -120,7 +120,7 @@ func newFleet(t *testing.T, n int, cfg func(*gorm.Config)) *fleet {
 }
 
 // seed inserts users through base (not through the plugin).
-func (f *fleet) seed(t *testing.T, us ...user) {
+func (f *fleet) seed(t testing.TB, us ...user) {
 	t.Helper()
 	if err := f.base.Create(&us).Error; err != nil {
 		t.Fatal(err)
@@ -129,7 +129,7 @@ func (f *fleet) seed(t *testing.T, us ...user) {
 
 // warm reads ids on every instance, so that each holds them in L1 and
 // Redis (or holds "not found").
-func (f *fleet) warm(t *testing.T, ids ...int64) {
+func (f *fleet) warm(t testing.TB, ids ...int64) {
 	t.Helper()
 	for _, in := range f.in {
 		for _, id := range ids {
@@ -141,7 +141,7 @@ func (f *fleet) warm(t *testing.T, ids ...int64) {
 }
 
 // truth is what GORM reads from the database for id (nil: no row).
-func (f *fleet) truth(t *testing.T, id int64) *user {
+func (f *fleet) truth(t testing.TB, id int64) *user {
 	t.Helper()
 	var u user
 	err := f.base.First(&u, id).Error

@@ -10,6 +10,8 @@ import (
 
 	"github.com/gormcache/gormcache/cache"
 	"github.com/gormcache/gormcache/internal/bind"
+	"github.com/gormcache/gormcache/internal/failpoint"
+	"github.com/gormcache/gormcache/invalidation"
 )
 
 // Name is the plugin's name in GORM's registry (db.Config.Plugins).
@@ -62,9 +64,19 @@ type Plugin struct {
 	// needs a repository on the database (repository.New).
 	CachedModels []any
 
+	// Bus and StrictModels make writes of the listed models strict: the
+	// write returns only once every live instance has evicted its keys
+	// (Bus.WaitApplied: acknowledged over Redis, or after the bus's
+	// HealthWindow, by which time an instance that did not answer has
+	// stopped serving L1). For credentials and permissions, where "within
+	// B" is not enough. StrictModels needs Bus.
+	Bus          *invalidation.Bus
+	StrictModels []any
+
 	st           stats
 	reg          *bind.Registry
 	cachedModels map[reflect.Type]bool // of CachedModels, set by Initialize
+	strictModels map[reflect.Type]bool // of StrictModels, set by Initialize
 }
 
 var _ gorm.Plugin = (*Plugin)(nil)
@@ -82,16 +94,15 @@ func (p *Plugin) Initialize(db *gorm.DB) error {
 		return ErrNoCache
 	}
 	p.reg = bind.For(db)
-	p.cachedModels = map[reflect.Type]bool{}
-	for _, m := range p.CachedModels {
-		t := reflect.TypeOf(m)
-		for t != nil && t.Kind() == reflect.Pointer {
-			t = t.Elem()
-		}
-		if t == nil || t.Kind() != reflect.Struct {
-			return fmt.Errorf("%w: CachedModels: %T is not a model", ErrInvalidOption, m)
-		}
-		p.cachedModels[t] = true
+	var err error
+	if p.cachedModels, err = modelSet("CachedModels", p.CachedModels); err != nil {
+		return err
+	}
+	if p.strictModels, err = modelSet("StrictModels", p.StrictModels); err != nil {
+		return err
+	}
+	if len(p.strictModels) > 0 && p.Bus == nil {
+		return fmt.Errorf("%w: StrictModels needs Bus (the instances acknowledge over it)", ErrInvalidOption)
 	}
 	switch cp := db.ConnPool.(type) {
 	case *trackedPool:
@@ -108,6 +119,22 @@ func (p *Plugin) Initialize(db *gorm.DB) error {
 		}
 	}
 	return p.register(db)
+}
+
+// modelSet returns the struct types of models.
+func modelSet(field string, models []any) (map[reflect.Type]bool, error) {
+	set := map[reflect.Type]bool{}
+	for _, m := range models {
+		t := reflect.TypeOf(m)
+		for t != nil && t.Kind() == reflect.Pointer {
+			t = t.Elem()
+		}
+		if t == nil || t.Kind() != reflect.Struct {
+			return nil, fmt.Errorf("%w: %s: %T is not a model", ErrInvalidOption, field, m)
+		}
+		set[t] = true
+	}
+	return set, nil
 }
 
 // register adds the callbacks.
@@ -130,9 +157,12 @@ func (p *Plugin) register(db *gorm.DB) error {
 // apply runs invalidations of committed writes: for each cache, a
 // retirement of the whole namespace if one was asked for, else one
 // InvalidateMany (one Redis pipeline).
-func (p *Plugin) apply(ctx context.Context, pending []pendingInv, retire map[*cache.Cache]bool) error {
+func (p *Plugin) apply(ctx context.Context, pending []pendingInv, retire map[*cache.Cache]bool, strict bool) error {
 	if len(pending) == 0 && len(retire) == 0 {
 		return nil
+	}
+	if strict {
+		defer p.waitApplied(ctx)
 	}
 	byCache := map[*cache.Cache][]cache.Invalidation{}
 	var order []*cache.Cache
@@ -164,4 +194,13 @@ func (p *Plugin) apply(ctx context.Context, pending []pendingInv, retire map[*ca
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// waitApplied waits for every live instance to apply the invalidations
+// just published (strict writes).
+func (p *Plugin) waitApplied(ctx context.Context) {
+	if failpoint.Disabled(failpoint.GuardStrict) {
+		return
+	}
+	_ = p.Bus.WaitApplied(context.WithoutCancel(ctx))
 }

@@ -110,6 +110,7 @@ type trackedTx struct {
 	retire  map[*cache.Cache]bool // caches to retire whole (keys unknown)
 	marks   map[string]int        // savepoint → len(pending) when it was set
 	written bool                  // a write ran: reads must not fill shared tiers
+	strict  bool                  // a write of a strict model ran
 }
 
 type pendingInv struct {
@@ -240,8 +241,8 @@ func unquote(s string) string {
 // asked for, else one InvalidateMany.
 func (t *trackedTx) flush(ctx context.Context) error {
 	t.mu.Lock()
-	pending, retire := t.pending, t.retire
-	t.pending, t.retire = nil, nil
+	pending, retire, strict := t.pending, t.retire, t.strict
+	t.pending, t.retire, t.strict = nil, nil, false
 	t.mu.Unlock()
-	return t.pool.p.apply(ctx, pending, retire)
+	return t.pool.p.apply(ctx, pending, retire, strict)
 }

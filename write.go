@@ -25,6 +25,7 @@ func (p *Plugin) afterDelete(db *gorm.DB) { p.collect(db, p.deleteKeys) }
 type changes struct {
 	invs   map[*cache.Cache][]cache.Invalidation
 	retire map[*cache.Cache]bool
+	strict bool // a strict model's rows: wait for every instance
 }
 
 func (ch *changes) add(c *cache.Cache, inv cache.Invalidation) {
@@ -60,6 +61,7 @@ func (p *Plugin) collect(db *gorm.DB, keys func(stmt *gorm.Statement, ch *change
 	var ch changes
 	keys(stmt, &ch)
 	p.touched(stmt, &ch)
+	ch.strict = stmt.Schema != nil && p.strictModels[stmt.Schema.ModelType]
 	p.route(db, &ch)
 }
 
@@ -96,6 +98,7 @@ func (p *Plugin) route(db *gorm.DB, ch *changes) {
 	if tx != nil {
 		tx.mu.Lock()
 		tx.written = true
+		tx.strict = tx.strict || ch.strict
 		tx.pending = append(tx.pending, pending...)
 		for c := range ch.retire {
 			if tx.retire == nil {
@@ -106,7 +109,7 @@ func (p *Plugin) route(db *gorm.DB, ch *changes) {
 		tx.mu.Unlock()
 		return
 	}
-	if err := p.apply(db.Statement.Context, pending, ch.retire); err != nil {
+	if err := p.apply(db.Statement.Context, pending, ch.retire, ch.strict); err != nil {
 		_ = db.AddError(err)
 	}
 }

@@ -34,15 +34,17 @@ var (
 // message (every (re)subscription, every return to health, a gap in an
 // origin's sequence numbers), and the epoch is re-read after reconnecting.
 type Bus struct {
-	c       *cache.Cache
-	rdb     redis.UniversalClient // the subscription's client
-	pub     redis.UniversalClient // publishes: the cache's client when it has one
-	ps      *redis.PubSub
-	ns      string
-	channel string
-	beat    string // this instance's heartbeat channel, on the same connection
-	id      string
-	opts    Options
+	c        *cache.Cache
+	rdb      redis.UniversalClient // the subscription's client
+	pub      redis.UniversalClient // publishes: the cache's client when it has one
+	ps       *redis.PubSub
+	ns       string
+	channel  string
+	beat     string // this instance's heartbeat channel, on the same connection
+	ackCh    string // this instance's channel for acknowledgements of its probes
+	presence string // the hash of live instances, refreshed with each heartbeat
+	id       string
+	opts     Options
 
 	mu     sync.Mutex // protects the fields below
 	seq    uint64     // last sequence number assigned
@@ -54,6 +56,7 @@ type Bus struct {
 	heard    atomic.Int64 // unix nanoseconds of the last message received (heartbeats included)
 
 	gaps *gaps // per-origin sequence numbers awaited
+	acks *acks // acknowledgements of this instance's probes, probes awaiting ours
 
 	suspectMu sync.Mutex        // protects suspects
 	suspects  map[string]string // unconfirmed key → the origin that will confirm it
@@ -108,8 +111,9 @@ func New(ctx context.Context, c *cache.Cache, opts Options) (*Bus, error) {
 	}
 	b := &Bus{
 		c: c, rdb: o.Redis, pub: o.Redis, ns: c.Namespace(), channel: o.Channel, id: o.InstanceID, opts: o,
-		beat:   o.Channel + ":heartbeat:" + o.InstanceID,
-		queued: make(chan struct{}, 1), gaps: newGaps(), stop: make(chan struct{}),
+		beat:  o.Channel + ":heartbeat:" + o.InstanceID,
+		ackCh: o.Channel + ":acks:" + o.InstanceID, presence: o.Channel + ":presence",
+		queued: make(chan struct{}, 1), gaps: newGaps(), acks: newAcks(), stop: make(chan struct{}),
 	}
 	if c.Redis() != nil {
 		// Events go out on the client that writes the tombstones, so that an
@@ -121,7 +125,7 @@ func New(ctx context.Context, c *cache.Cache, opts Options) (*Bus, error) {
 	if err := c.SetPublisher(b); err != nil {
 		return nil, err
 	}
-	b.ps = o.Redis.Subscribe(ctx, o.Channel, b.beat)
+	b.ps = o.Redis.Subscribe(ctx, o.Channel, b.beat, b.ackCh)
 	b.wg.Add(4)
 	go b.receive()
 	go b.ping()
@@ -165,6 +169,9 @@ func (b *Bus) Close() error {
 		b.healthy.Store(false)
 		err = b.ps.Close()
 		b.wg.Wait()
+		ctx, cancel := context.WithTimeout(context.Background(), b.opts.PublishTimeout)
+		_ = b.pub.HDel(ctx, b.presence, b.id).Err() // gone: nobody waits for its acknowledgements
+		cancel()
 		b.mu.Lock()
 		for _, o := range b.queue {
 			o.report(false) // never delivered: the writes waiting for them are degraded

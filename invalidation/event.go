@@ -22,6 +22,10 @@ const (
 	// reading them from Redis until a KindInvalidate of the same keys from the
 	// same origin confirms them, or the namespace epoch moves.
 	KindUnconfirmed Kind = 3
+	// KindProbe asks every instance to acknowledge, on the origin's ack
+	// channel, that it has applied every event the origin published before
+	// (Bus.WaitApplied). It carries no keys.
+	KindProbe Kind = 4
 )
 
 // Event is one message on the bus: the invalidations of one committed
@@ -81,7 +85,7 @@ func appendString(dst []byte, s string) []byte {
 
 func (e Event) validate() error {
 	switch {
-	case e.Kind != KindInvalidate && e.Kind != KindEpoch && e.Kind != KindUnconfirmed:
+	case e.Kind != KindInvalidate && e.Kind != KindEpoch && e.Kind != KindUnconfirmed && e.Kind != KindProbe:
 		return fmt.Errorf("%w: kind %d", ErrBadEvent, e.Kind)
 	case e.Origin == "" || len(e.Origin) > MaxOrigin:
 		return fmt.Errorf("%w: origin of %d bytes", ErrBadEvent, len(e.Origin))
@@ -93,6 +97,8 @@ func (e Event) validate() error {
 		return fmt.Errorf("%w: %d keys", ErrBadEvent, len(e.Keys))
 	case (e.Kind == KindInvalidate || e.Kind == KindUnconfirmed) && len(e.Keys) == 0:
 		return fmt.Errorf("%w: invalidation without keys", ErrBadEvent)
+	case e.Kind == KindProbe && len(e.Keys) != 0:
+		return fmt.Errorf("%w: probe with keys", ErrBadEvent)
 	case e.Kind == KindEpoch && (e.Epoch == 0 || len(e.Keys) != 0):
 		return fmt.Errorf("%w: malformed epoch event", ErrBadEvent)
 	}

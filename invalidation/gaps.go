@@ -81,3 +81,17 @@ func (g *gaps) reset() {
 	clear(g.last)
 	clear(g.wanted)
 }
+
+// complete reports whether every event of origin before seq has been
+// received (or the origin is unknown: its earlier events predate the
+// subscription, whose flush covered them).
+func (g *gaps) complete(origin string, seq uint64) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	for s := range g.wanted[origin] {
+		if s < seq {
+			return false
+		}
+	}
+	return true
+}

@@ -28,14 +28,22 @@ type Stats struct {
 	// LagP50 and LagP99 summarise the time from publication (origin clock)
 	// to application here, over events from other instances.
 	LagP50, LagP99 time.Duration
-	Healthy        bool
+	// StrictAcked counts WaitApplied calls every live instance
+	// acknowledged; StrictTimeouts those that waited out HealthWindow
+	// (an instance did not answer: it had stopped serving L1 by then).
+	// StrictWaitP50 and StrictWaitP99 summarise how long acknowledged
+	// waits took.
+	StrictAcked, StrictTimeouts  uint64
+	StrictWaitP50, StrictWaitP99 time.Duration
+	Healthy                      bool
 }
 
 type stats struct {
 	sent, publishErrors, dropped, received, ownEvents, keysApplied atomic.Uint64
 	badEvents, gaps, subscribes, unhealthy, recoveries             atomic.Uint64
 	connErrors, encodeErrors, unconfirmed                          atomic.Uint64
-	lag                                                            histogram
+	strictAcked, strictTimeouts                                    atomic.Uint64
+	lag, strictWait                                                histogram
 }
 
 // Stats returns a snapshot of the counters.
@@ -50,6 +58,8 @@ func (b *Bus) Stats() Stats {
 		Unhealthy: b.st.unhealthy.Load(), Recoveries: b.st.recoveries.Load(), ConnErrors: b.st.connErrors.Load(),
 		EncodeErrors: b.st.encodeErrors.Load(), UnconfirmedKeys: b.st.unconfirmed.Load(),
 		LagP50: b.st.lag.quantile(0.50), LagP99: b.st.lag.quantile(0.99), Healthy: b.Healthy(),
+		StrictAcked: b.st.strictAcked.Load(), StrictTimeouts: b.st.strictTimeouts.Load(),
+		StrictWaitP50: b.st.strictWait.quantile(0.50), StrictWaitP99: b.st.strictWait.quantile(0.99),
 	}
 }
 

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/gormcache/gormcache/internal/failpoint"
 )
 
 // receive reads the subscription until Close, applying events and keeping
@@ -50,6 +52,10 @@ func (b *Bus) receive() {
 				b.setHealthy(true)
 			}
 		case *redis.Message:
+			if m.Channel == b.ackCh {
+				b.gotAck(m.Payload)
+				continue
+			}
 			if m.Channel == b.beat {
 				// Only heartbeats vouch for L1: they carry the time they were
 				// published, and every event published before came first. Any
@@ -79,10 +85,13 @@ func (b *Bus) apply(payload []byte) {
 		b.st.ownEvents.Add(1)
 		return
 	}
+	failpoint.Hit(context.Background(), failpoint.BeforeApply, b.id)
 	if b.gaps.saw(e.Origin, e.Seq, time.Now()) {
 		b.lostEvents()
 	}
 	switch e.Kind {
+	case KindProbe:
+		b.probed(e.Origin, e.Seq)
 	case KindEpoch:
 		b.refreshEpoch()
 	case KindInvalidate:
@@ -108,6 +117,9 @@ func (b *Bus) apply(payload []byte) {
 		b.suspectMu.Unlock()
 		b.c.SuspectRemote(keys)
 		b.st.unconfirmed.Add(uint64(len(keys)))
+	}
+	if e.Kind != KindProbe {
+		b.ackPending(false) // this event may close the gap a probe waits on
 	}
 	lag := time.Duration(time.Now().UnixNano() - e.SentAt)
 	b.st.lag.record(lag)
@@ -153,7 +165,8 @@ func (b *Bus) refreshEpoch() {
 // them, or they never reached Redis), so anything in L1 may be stale.
 func (b *Bus) lostEvents() {
 	b.c.FlushLocal()
-	b.st.gaps.Add(1) // after the flush: a reader of Stats who sees the gap sees its flush
+	b.st.gaps.Add(1)   // after the flush: a reader of Stats who sees the gap sees its flush
+	b.ackPending(true) // nothing lost can be served from L1 any more
 }
 
 // ping publishes a heartbeat to this instance's own channel every
@@ -169,7 +182,16 @@ func (b *Bus) ping() {
 		case <-t.C:
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), b.opts.PingInterval)
-		_ = b.pub.Publish(ctx, b.beat, strconv.FormatInt(b.c.Now().UnixNano(), 10)).Err() // a lost heartbeat shows up as silence
+		// The presence entry and the heartbeat go in one MULTI: a heartbeat
+		// that vouches for L1 always comes with a fresh entry, so a strict
+		// writer that reads the entries knows every instance it must wait for.
+		now := strconv.FormatInt(b.c.Now().UnixNano(), 10)
+		_, _ = b.pub.TxPipelined(ctx, func(p redis.Pipeliner) error {
+			p.HSet(ctx, b.presence, b.id, now)
+			p.PExpire(ctx, b.presence, time.Hour)
+			p.Publish(ctx, b.beat, now) // a lost heartbeat shows up as silence
+			return nil
+		})
 		cancel()
 	}
 }

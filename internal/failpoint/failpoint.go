@@ -42,6 +42,9 @@ const (
 	// before COMMIT, and in the plugin's tracked transactions just before
 	// COMMIT; its key is "".
 	BeforeCommit = "repository/before-commit"
+	// BeforeApply runs in a bus's receive loop before it applies an event
+	// from another instance; its key is the receiving instance's id.
+	BeforeApply = "invalidation/before-apply"
 	// Waiting runs once a caller with a cancellable context has started or
 	// joined a flight, before it waits for the result.
 	Waiting = "cache/waiting"
@@ -99,6 +102,9 @@ const (
 	// GuardSuspect makes an instance stop reading from L2 the keys of an
 	// invalidation another instance could not confirm.
 	GuardSuspect = "guard/suspect"
+	// GuardStrict makes a strict write wait for every live instance to
+	// apply its invalidation before it returns.
+	GuardStrict = "guard/strict"
 	// GuardRetire stamps the tombstone of a retiring invalidation (a write
 	// made around the library) above every version cached for the key.
 	GuardRetire = "guard/retire"
