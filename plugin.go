@@ -141,6 +141,12 @@ func modelSet(field string, models []any) (map[reflect.Type]bool, error) {
 func (p *Plugin) register(db *gorm.DB) error {
 	cb := db.Callback()
 	return errors.Join(
+		// A statement's pool may not be the one the plugin wrapped: a
+		// connection of db.Connection, a dbresolver source. Its default
+		// transaction is tracked all the same.
+		cb.Create().Before("gorm:begin_transaction").Register("gormcache:track_create", p.track),
+		cb.Update().Before("gorm:begin_transaction").Register("gormcache:track_update", p.track),
+		cb.Delete().Before("gorm:begin_transaction").Register("gormcache:track_delete", p.track),
 		// Before GORM's commit of its default transaction, so that the
 		// keys are queued on that transaction and applied by its Commit.
 		cb.Create().After("gorm:create").Before("gorm:commit_or_rollback_transaction").Register("gormcache:after_create", p.afterCreate),
@@ -152,6 +158,16 @@ func (p *Plugin) register(db *gorm.DB) error {
 		cb.Query().After("gorm:query").Register("gormcache:after_query", p.afterRawQuery),
 		p.registerVersioning(db),
 	)
+}
+
+// track wraps the statement's pool when GORM is about to begin its default
+// transaction on a pool the plugin does not see.
+func (p *Plugin) track(db *gorm.DB) {
+	switch cp := db.Statement.ConnPool.(type) {
+	case *trackedPool, *trackedTx, *gorm.PreparedStmtDB, *gorm.PreparedStmtTX, gorm.TxCommitter:
+	case gorm.TxBeginner, gorm.ConnPoolBeginner:
+		db.Statement.ConnPool = &trackedPool{inner: cp, p: p}
+	}
 }
 
 // apply runs invalidations of committed writes: for each cache, a

@@ -222,3 +222,36 @@ func TestInvalidateAfterCommit(t *testing.T) {
 		}
 	})
 }
+
+// TestTraps: GORM's traps around a wrapped pool.
+func TestTraps(t *testing.T) {
+	f := newFleet(t, 2, nil)
+	f.seed(t, user{ID: 1, Token: "t1", Name: "a"}, user{ID: 2, Token: "t2", Name: "b"})
+	f.warm(t, 1, 2)
+	db := f.in[0].db
+	if sqlDB, err := db.DB(); err != nil || sqlDB.Ping() != nil {
+		t.Fatalf("db.DB() through the tracked pool: %v", err)
+	}
+	if err := db.Use(&Plugin{Cache: f.in[0].c}); err == nil {
+		t.Fatal("the plugin installed twice")
+	}
+	if err := (&Plugin{}).Initialize(db); !errors.Is(err, ErrNoCache) {
+		t.Fatalf("a plugin without a cache: %v", err)
+	}
+	// db.Connection takes a connection around the pool: a write there
+	// autocommits and is invalidated at once...
+	if err := db.Connection(func(c *gorm.DB) error { return c.Model(&user{ID: 1}).Update("name", "conn").Error }); err != nil {
+		t.Fatal(err)
+	}
+	f.check(t, 1)
+	// ...but a transaction begun on it is one the plugin cannot see commit.
+	err := db.Connection(func(c *gorm.DB) error {
+		return c.Transaction(func(tx *gorm.DB) error { return tx.Model(&user{ID: 2}).Update("name", "untracked").Error })
+	})
+	if !errors.Is(err, ErrUntrackedTx) {
+		t.Fatalf("a write in an untracked transaction: %v, want ErrUntrackedTx", err)
+	}
+	if u := f.truth(t, 2); u.Name != "b" {
+		t.Fatalf("the refused write committed: %+v", u)
+	}
+}
