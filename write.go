@@ -55,8 +55,17 @@ func (p *Plugin) collect(db *gorm.DB, keys func(stmt *gorm.Statement, ch *change
 	if h, ok := db.Get(bind.Handled); ok && h == true {
 		return // a repository's write: it invalidates it itself
 	}
-	if db.Error == nil && db.RowsAffected == 0 {
-		return // nothing changed
+	if db.RowsAffected == 0 {
+		if db.Error == nil {
+			return // nothing changed
+		}
+		if _, inTx := trackedOf(stmt.ConnPool); inTx {
+			// The statement failed in a transaction: PostgreSQL undoes it
+			// (the transaction can only roll back, or back to a
+			// savepoint). Outside one, its outcome may be unknown (a
+			// connection lost after it ran), so it is invalidated.
+			return
+		}
 	}
 	var ch changes
 	keys(stmt, &ch)

@@ -255,3 +255,30 @@ func TestTraps(t *testing.T) {
 		t.Fatalf("the refused write committed: %+v", u)
 	}
 }
+
+// TestFailedStatementInSavepoint: the usual "try the insert, roll back to
+// the savepoint on a unique violation" pattern costs no retirement: the
+// failed INSERT changed nothing.
+func TestFailedStatementInSavepoint(t *testing.T) {
+	f := newFleet(t, 1, nil)
+	f.seed(t, user{ID: 1, Token: "t1", Name: "a"}, user{ID: 2, Token: "t2", Name: "b"})
+	f.warm(t, 1, 2)
+	before := f.epochs()
+	err := f.in[0].db.Transaction(func(tx *gorm.DB) error {
+		if err := tx.Model(&user{ID: 2}).Update("name", "kept").Error; err != nil {
+			return err
+		}
+		tx.SavePoint("sp")
+		if err := tx.Create(&user{Token: "t1"}).Error; err == nil {
+			t.Error("duplicate token accepted")
+		}
+		return tx.RollbackTo("sp").Error
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f.epochs() != before {
+		t.Fatal("a failed INSERT rolled back to its savepoint retired the namespace")
+	}
+	f.check(t, 1, 2)
+}
