@@ -25,8 +25,10 @@ import (
 //     nonzero version v runs "SET ..., version = v+1 ... WHERE pk = ? AND
 //     version = v". Zero rows matched is an error wrapping
 //     repository.ErrConflict: nothing was written, nothing is invalidated,
-//     associations are not saved, AfterUpdate hooks do not run and
-//     db.Save does not fall through to an INSERT. On success the model holds
+//     the model keeps version v, AfterUpdate hooks do not run, associations
+//     are not saved after it (those saved before the UPDATE roll back with
+//     GORM's default transaction) and db.Save does not fall through to an
+//     INSERT (it would upsert the stale row). On success the model holds
 //     v+1 and the row's cache entry is invalidated at exactly v+1, so it is
 //     cacheable again at once.
 //   - An update of any other shape (several rows, a model without a primary
@@ -330,11 +332,12 @@ func versionCheckDelete(db *gorm.DB) {
 	checkLocked(db, soft)
 }
 
-// checkLocked finishes a locked write: zero rows matched is a conflict; on
-// success the model takes the new version when the row kept it (an update,
-// a soft delete). After an error the write may still have committed, so
-// the setting stays: the row is invalidated at the new version, as a
-// Repository does.
+// checkLocked finishes a locked write: zero rows matched is a conflict. The
+// model ends at the new version if the write succeeded and kept the row (an
+// update, a soft delete), else at the version it was read at (building the
+// SET may have copied a Dest's version into it). After an error the write
+// may still have committed, so the setting stays: the row is invalidated at
+// the new version, as a Repository does.
 func checkLocked(db *gorm.DB, kept bool) {
 	stmt := db.Statement
 	x, ok := stmt.Settings.LoadAndDelete(lockSetting)
@@ -342,15 +345,16 @@ func checkLocked(db *gorm.DB, kept bool) {
 		return
 	}
 	old := x.(uint64)
+	now := old
 	switch {
 	case db.Error != nil:
 	case db.RowsAffected == 0:
 		conflict(db, old)
 	case kept:
-		rv := stmt.ReflectValue
-		if f := versionField(stmt.Schema); rv.CanAddr() {
-			_ = db.AddError(f.Set(stmt.Context, rv, old+1))
-		}
+		now = old + 1
+	}
+	if rv := stmt.ReflectValue; rv.CanAddr() {
+		_ = db.AddError(versionField(stmt.Schema).Set(stmt.Context, rv, now))
 	}
 }
 
