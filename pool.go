@@ -177,28 +177,6 @@ func (t *trackedTx) Rollback() error {
 	return t.inner.Rollback()
 }
 
-// add queues invalidations for after COMMIT.
-func (t *trackedTx) add(c *cache.Cache, invs []cache.Invalidation, retire bool) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	t.written = true
-	for _, inv := range invs {
-		t.pending = append(t.pending, pendingInv{c, inv})
-	}
-	if retire {
-		if t.retire == nil {
-			t.retire = map[*cache.Cache]bool{}
-		}
-		t.retire[c] = true
-	}
-}
-
-func (t *trackedTx) hasWritten() bool {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return t.written
-}
-
 // savepoint records SAVEPOINT marks and drops what a ROLLBACK TO SAVEPOINT
 // undid. A retirement is kept across a rollback to a savepoint (it is never
 // wrong to retire more).
