@@ -26,10 +26,23 @@
 //     When it does not (Where("org_id = ?", o).Update(...), raw SQL that may
 //     write), the rows cannot be known without a read, and every namespace
 //     is retired instead (cache.RetireAll): a cold cache, never a stale row.
-//   - A write in a transaction the plugin did not begin (inside
-//     db.Connection, which takes a connection around the pool; a *sql.Tx
-//     handed to GORM) is refused with ErrUntrackedTx rather than invalidated
-//     before its COMMIT.
+//   - A default transaction begun on a pool the plugin did not wrap (a
+//     connection of db.Connection, a dbresolver source) is tracked too. A
+//     write in a transaction begun by hand around the pool (db.Connection
+//     then Transaction, a *sql.Tx handed to GORM) is refused with
+//     ErrUntrackedTx rather than invalidated before its COMMIT.
+//
+// Versioned models (a repository.Version column) get optimistic locking on
+// plain GORM writes too: an update or delete of one row by its model runs
+// "... AND version = v" and sets version = v+1, a stale one fails with an
+// error wrapping repository.ErrConflict and changes nothing, and the row is
+// invalidated at exactly its new version. Other updates of the table raise
+// the version by one. InstallVersionTrigger installs a PostgreSQL trigger
+// that raises it for every other writer too, in any language.
+//
+// Reads (see Cached and Plugin.CachedModels) and the query cache are served
+// by the model's repository; strict writes (Plugin.StrictModels) wait until
+// every live instance has applied their invalidation.
 //
 // The plugin wraps the pool the database was opened with: install it after
 // gorm.Open (and after a dialector that sets its own pool). With
