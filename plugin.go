@@ -26,9 +26,9 @@ var (
 	// cannot use.
 	ErrInvalidOption = errors.New("gormcache: invalid plugin option")
 	// ErrUntrackedTx is added to a write that runs in a transaction the
-	// plugin cannot see commit: one begun on a connection GORM got around
-	// the pool the plugin wraps (db.Connection, a dbresolver source, a
-	// *sql.Tx passed in by hand). Its invalidations could only run before
+	// plugin cannot see commit: one begun by hand on a connection GORM got
+	// around the pool the plugin wraps (db.Connection then Begin or
+	// Transaction, a *sql.Tx passed in). Its invalidations could only run before
 	// COMMIT, where a reader can refill the old row, so the write is
 	// refused (the transaction rolls back).
 	ErrUntrackedTx = errors.New("gormcache: write in a transaction the plugin does not track")
