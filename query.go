@@ -59,6 +59,10 @@ func (p *Plugin) serveQuery(db *gorm.DB, dest reflect.Value, many bool) bool {
 		return false
 	}
 	p.st.queries.Add(1)
+	// Answered without running the SQL built for the key: GORM's logger
+	// (and callbacks after this one) must not see it as a query sent.
+	stmt.SQL.Reset()
+	stmt.Vars = nil
 	fill(db, dest, many, rows, err)
 	return true
 }

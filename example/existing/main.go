@@ -24,9 +24,10 @@
 //     warm reads on the other do not reach the database (GET /debug/queries
 //     counts the SELECTs that did).
 //
-// Primary-key reads (First(&u, id)) are served from the cache; every other
-// query (the per-user list, a lookup by another column) runs on the
-// database, as before, until gormcache's query cache lands.
+// Reads of the listed models are served from the cache: primary-key reads
+// (First(&u, id)) through the row cache, other queries (the per-user list)
+// through the query cache, which retires a list with every write to its
+// table.
 package main
 
 import (

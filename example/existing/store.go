@@ -153,9 +153,8 @@ func (s *Store) IssueToken(ctx context.Context, userID int64, label string) (*To
 
 // Tokens lists a user's tokens, revoked ones included.
 //
-// A per-user list: not a primary-key read, so it runs on the database even
-// with the cache installed; a query cache for such lists is being added to
-// gormcache separately, and will serve this line unchanged.
+// A per-user list: with the plugin, served by its query cache (the list of
+// ids under the table's generation, the rows from the row cache), unchanged.
 func (s *Store) Tokens(ctx context.Context, userID int64) ([]Token, error) {
 	var ts []Token
 	err := s.db.WithContext(ctx).Where("user_id = ?", userID).Order("id").Find(&ts).Error
@@ -229,9 +228,8 @@ func (s *Store) RotateToken(ctx context.Context, id int64, label string) (next *
 // The token names its row ("<id>.<secret>", the id being the primary key),
 // so both reads here are primary-key reads, which the cache serves. A
 // service that looks tokens up by a unique column instead
-// (Where("secret_hash = ?", h).First(&t)) works unchanged with the plugin,
-// but that read runs on the database until gormcache's query cache, being
-// added separately, lands.
+// (Where("secret_hash = ?", h).First(&t)) works unchanged with the plugin:
+// the query cache serves it.
 func (s *Store) Authenticate(ctx context.Context, presented string) (*User, *Token, error) {
 	idPart, secret, ok := strings.Cut(presented, ".")
 	id, err := strconv.ParseInt(idPart, 10, 64)
