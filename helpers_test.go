@@ -215,3 +215,19 @@ func (f *fleet) epochs() uint64 {
 func newUsers(db *gorm.DB, c *cache.Cache) (*repository.Repository[user, int64], error) {
 	return repository.New[user, int64](db, c, repository.Options{})
 }
+
+// reopen opens another pool on like's database and naming, closed when t
+// ends, without the plugin.
+func reopen(t testing.TB, like *gorm.DB) *gorm.DB {
+	t.Helper()
+	db, err := gorm.Open(like.Dialector, &gorm.Config{NamingStrategy: like.NamingStrategy, Logger: like.Logger})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sqlDB, err := db.DB()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sqlDB.Close() })
+	return db
+}

@@ -93,6 +93,9 @@ func (p *Plugin) Initialize(db *gorm.DB) error {
 	if p.Cache == nil {
 		return ErrNoCache
 	}
+	if p.reg != nil {
+		return fmt.Errorf("%w: this Plugin is installed on another database already; use one Plugin value per *gorm.DB", ErrInvalidOption)
+	}
 	p.reg = bind.For(db)
 	var err error
 	if p.cachedModels, err = modelSet("CachedModels", p.CachedModels); err != nil {
@@ -106,7 +109,7 @@ func (p *Plugin) Initialize(db *gorm.DB) error {
 	}
 	switch cp := db.ConnPool.(type) {
 	case *trackedPool:
-		return fmt.Errorf("gormcache: the plugin is already installed on this database")
+		return fmt.Errorf("%w: the plugin is already installed on this database", ErrInvalidOption)
 	case *gorm.PreparedStmtDB:
 		if _, ok := cp.ConnPool.(*trackedPool); !ok {
 			cp.ConnPool = &trackedPool{inner: cp.ConnPool, p: p}

@@ -150,10 +150,7 @@ func TestCachedModels(t *testing.T) {
 	in := f.in[0]
 	p := &Plugin{Cache: in.c, CachedModels: []any{&user{}}}
 	db := f.base.Session(&gorm.Session{NewDB: true})
-	db2, err := gorm.Open(db.Dialector, &gorm.Config{NamingStrategy: db.NamingStrategy, Logger: db.Logger})
-	if err != nil {
-		t.Fatal(err)
-	}
+	db2 := reopen(t, db)
 	if err := db2.Use(p); err != nil {
 		t.Fatal(err)
 	}

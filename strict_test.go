@@ -75,10 +75,7 @@ func strictFleet(t testing.TB, hold time.Duration) (*fleet, *gorm.DB) {
 	f := newFleet(t, 2, nil)
 	f.seed(t, user{ID: 1, Token: "t1", Name: "old"})
 	f.warm(t, 1)
-	db, err := gorm.Open(f.in[0].db.Dialector, &gorm.Config{NamingStrategy: f.in[0].db.NamingStrategy, Logger: f.in[0].db.Logger})
-	if err != nil {
-		t.Fatal(err)
-	}
+	db := reopen(t, f.in[0].db)
 	if err := db.Use(&Plugin{Cache: f.in[0].c, Bus: f.in[0].bus, StrictModels: []any{&user{}}}); err != nil {
 		t.Fatal(err)
 	}
@@ -97,10 +94,7 @@ func BenchmarkStrictUpdate(b *testing.B) {
 		b.Run(name, func(b *testing.B) {
 			f := newFleet(b, 2, nil)
 			f.seed(b, user{ID: 1, Token: "t1", Name: "old"})
-			db, err := gorm.Open(f.in[0].db.Dialector, &gorm.Config{NamingStrategy: f.in[0].db.NamingStrategy, Logger: f.in[0].db.Logger})
-			if err != nil {
-				b.Fatal(err)
-			}
+			db := reopen(b, f.in[0].db)
 			p := &Plugin{Cache: f.in[0].c, Bus: f.in[0].bus}
 			if strict {
 				p.StrictModels = []any{&user{}}

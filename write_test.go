@@ -232,8 +232,12 @@ func TestTraps(t *testing.T) {
 	if sqlDB, err := db.DB(); err != nil || sqlDB.Ping() != nil {
 		t.Fatalf("db.DB() through the tracked pool: %v", err)
 	}
-	if err := db.Use(&Plugin{Cache: f.in[0].c}); err == nil {
-		t.Fatal("the plugin installed twice")
+	if err := db.Use(&Plugin{Cache: f.in[0].c}); !errors.Is(err, gorm.ErrRegistered) {
+		t.Fatalf("the plugin installed twice: %v", err)
+	}
+	other := reopen(t, db)
+	if err := other.Use(db.Config.Plugins[Name].(*Plugin)); !errors.Is(err, ErrInvalidOption) {
+		t.Fatalf("one Plugin value on two databases: %v", err)
 	}
 	if err := (&Plugin{}).Initialize(db); !errors.Is(err, ErrNoCache) {
 		t.Fatalf("a plugin without a cache: %v", err)
