@@ -174,17 +174,8 @@ func plainRead(stmt *gorm.Statement, many bool) bool {
 // wherePKsOnly returns the key values when the WHERE clause is exactly one
 // primary-key condition.
 func wherePKsOnly(stmt *gorm.Statement) ([]any, bool) {
-	w, ok := stmt.Clauses["WHERE"].Expression.(clause.Where)
-	if !ok {
-		return nil, false
-	}
-	exprs := w.Exprs
-	if len(exprs) == 1 {
-		if and, ok := exprs[0].(clause.AndConditions); ok {
-			exprs = and.Exprs
-		}
-	}
-	if len(exprs) != 1 {
+	exprs, ok := whereExprs(stmt)
+	if !ok || len(exprs) != 1 {
 		return nil, false
 	}
 	return pkValues(stmt, exprs[0], stmt.Schema.PrimaryFields[0])

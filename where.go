@@ -23,15 +23,9 @@ func wherePKs(stmt *gorm.Statement) ([][]any, bool) {
 	if !known(stmt) {
 		return nil, false
 	}
-	w, ok := stmt.Clauses["WHERE"].Expression.(clause.Where)
+	exprs, ok := whereExprs(stmt)
 	if !ok {
 		return nil, false
-	}
-	exprs := w.Exprs
-	if len(exprs) == 1 {
-		if and, ok := exprs[0].(clause.AndConditions); ok {
-			exprs = and.Exprs
-		}
 	}
 	for _, e := range exprs {
 		if _, ok := e.(clause.OrConditions); ok {
@@ -66,6 +60,22 @@ func wherePKs(stmt *gorm.Statement) ([][]any, bool) {
 		}
 	}
 	return [][]any{key}, true
+}
+
+// whereExprs returns the top-level conditions of the statement's WHERE
+// clause (a single AND group is unwrapped, as GORM builds it).
+func whereExprs(stmt *gorm.Statement) ([]clause.Expression, bool) {
+	w, ok := stmt.Clauses["WHERE"].Expression.(clause.Where)
+	if !ok {
+		return nil, false
+	}
+	exprs := w.Exprs
+	if len(exprs) == 1 {
+		if and, ok := exprs[0].(clause.AndConditions); ok {
+			exprs = and.Exprs
+		}
+	}
+	return exprs, true
 }
 
 // pkValues returns the values e restricts the column of f to.
