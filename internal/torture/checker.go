@@ -377,6 +377,45 @@ func Check(ops []Op, o CheckOptions) *Report {
 		}
 		return min(ts[i]+bound+allowance, byTTL)
 	}
+	// An announcement holds an instance's reads to its version only if a
+	// write of that version committed before it was made: the library
+	// invalidates a write whose outcome is unknown as if it had committed
+	// (and announces it unconfirmed if Redis does not answer), and when it
+	// had not, the older version is still the latest and reading it (from
+	// the database, as a told instance does) is right. Committed: an
+	// acknowledged write of the key at that version, or a failed one whose
+	// value some read returned, called before the announcement.
+	committedCall := map[[2]uint64]int64{}
+	noteCommitted := func(w *Op) {
+		k := [2]uint64{uint64(w.Key), w.Ver}
+		if c, ok := committedCall[k]; !ok || w.Call < c {
+			committedCall[k] = w.Call
+		}
+	}
+	for _, ws := range acked {
+		for _, w := range ws {
+			noteCommitted(w)
+		}
+	}
+	for _, rd := range reads {
+		if w := byToken[rd.Token]; rd.Status == StatusOK && rd.Token != 0 && w != nil &&
+			w.Kind == KindWrite && w.Status == StatusError && w.Key == rd.Key && w.Ver == rd.Ver {
+			noteCommitted(w)
+		}
+	}
+	for k, ss := range suspects {
+		kept := ss[:0]
+		for _, s := range ss {
+			if c, ok := committedCall[[2]uint64{uint64(s.Key), s.Ver}]; ok && c <= s.Ret {
+				kept = append(kept, s)
+			}
+		}
+		if len(kept) == 0 {
+			delete(suspects, k)
+		} else {
+			suspects[k] = kept
+		}
+	}
 	// Per instance and key, the announcements of unconfirmed writes it
 	// applied, by time, with prefix maxima of their versions.
 	susMax := make(map[instKey][]uint64, len(suspects))

@@ -325,6 +325,17 @@ func TestCheckerIssue10Rules(t *testing.T) {
 			degraded(1, 7, 0, 10, 2, 101).
 			suspect(2, 7, 5, 2).
 			read(3, 7, 6, 7, 1, 0), ""},
+		{"announced failed write that did not commit (another write committed its version later)", h{}.
+			write(1, 7, 0, 10, 2, 101, StatusError).
+			suspect(2, 7, 5, 2).
+			read(2, 7, 6, 7, 1, 0).
+			write(3, 7, 20, 30, 2, 102, StatusOK).
+			read(2, 7, 31, 32, 2, 102), ""},
+		{"announced failed write whose value was read", h{}.
+			write(1, 7, 0, 10, 2, 101, StatusError).
+			suspect(2, 7, 5, 2).
+			read(2, 7, 6, 7, 1, 0).
+			read(3, 7, 8, 9, 2, 101), SuspectStale},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := Check(tc.hist, opts)

@@ -99,7 +99,8 @@ type profile struct {
 	zipfS     float64
 
 	readers, writers, txers int
-	gormWriters             int // plain-GORM writers through the plugin (Config.GormWriters)
+	gormWriters             int           // plain-GORM writers through the plugin (Config.GormWriters)
+	gormExecEvery           time.Duration // their raw UPDATEs' pace (Config.GormExecEvery; 0: none)
 	readPause, writePause   time.Duration
 	chainProb, rollbackProb float64
 	txUniform               bool
@@ -406,7 +407,7 @@ func (cl *cluster) addInstance() *child {
 	cfg := Config{
 		Inst: i, DSN: instanceDSN(cl.dsn, cl.appName+"_i"+strconv.Itoa(i), cl.pg), TablePrefix: cl.prefix, Namespace: cl.ns,
 		Rows: p.rows, HotRows: p.hotRows, ZipfS: p.zipfS,
-		Readers: p.readers, Writers: p.writers, Txers: p.txers, GormWriters: p.gormWriters, ReadPause: p.readPause, WritePause: p.writePause,
+		Readers: p.readers, Writers: p.writers, Txers: p.txers, GormWriters: p.gormWriters, GormExecEvery: p.gormExecEvery, ReadPause: p.readPause, WritePause: p.writePause,
 		ChainProb: p.chainProb, RollbackProb: p.rollbackProb, TxUniform: p.txUniform, BurstOn: p.burstOn, BurstOff: p.burstOff,
 		NoL1: p.noL1, HealthWindow: p.healthWindow, EpochInterval: p.epochInterval, RedisRetryAfter: p.redisRetryAfter,
 		L2TTL: p.l2TTL, FillDelay: p.fillDelay, OutsideRows: p.outsideRows, LongRows: p.longRows,
@@ -1009,6 +1010,13 @@ func (res *result) summary(p profile) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "profile %q: %d instances, %d rows (hot %d), %d readers + %d writers + %d transactions + %d plain-GORM writers per instance, B_check = %v (HealthWindow %v + slack %v)",
 		p.name, p.instances, p.rows, cmp.Or(p.hotRows, p.rows), p.readers, p.writers, p.txers, p.gormWriters, p.bound(), p.bound()-p.slack, p.slack)
+	if p.gormWriters > 0 {
+		exec := "none (-torture.plainexec)"
+		if p.gormExecEvery > 0 {
+			exec = "one per ~" + p.gormExecEvery.String() + " per writer"
+		}
+		fmt.Fprintf(&b, ", plain-GORM raw UPDATEs: %s", exec)
+	}
 	if p.disable != "" {
 		fmt.Fprintf(&b, ", guard switched off: %s", p.disable)
 	}

@@ -93,6 +93,9 @@ type Config struct {
 	// db.Transaction with a nested transaction, raw Exec, PrepareStmt
 	// sessions. They pause WritePause too.
 	GormWriters int
+	// GormExecEvery is the mean interval between a plain-GORM writer's raw
+	// UPDATEs (each retires the namespace); zero: none.
+	GormExecEvery time.Duration
 	// ChainProb is the probability that a successful update is followed at
 	// once by a second update of the same struct, without re-reading.
 	ChainProb float64
@@ -243,9 +246,9 @@ type instance struct {
 	// raw shares db's pool without the plugin, for the writes that must go
 	// around the library: outside writes, the kill -9 between COMMIT and
 	// invalidation, and the long rows' writes (which invalidate their own
-	// key). The plugin would invalidate them itself (or, once it adds
-	// optimistic locking to versioned models, raise the version an outside
-	// write means to leave as it is).
+	// key). The plugin would invalidate them itself, and its optimistic
+	// locking would raise the version an outside write means to leave as
+	// it is.
 	raw      *gorm.DB
 	rowTable string // the quoted table name, for raw SQL
 
