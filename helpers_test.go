@@ -91,7 +91,10 @@ func newFleet(t testing.TB, n int, cfg func(*gorm.Config)) *fleet {
 	for i := range n {
 		in := &inst{db: open(true)}
 		var err error
-		if in.c, err = cache.New(ctx, cache.Options{Redis: testenv.Redis(t), Namespace: ns}); err != nil {
+		// A small L1: bigcache allocates it up front, and a run opens a
+		// hundred fleets.
+		o := cache.Options{Redis: testenv.Redis(t), Namespace: ns, L1MaxBytes: 4 << 20, L1Shards: 16}
+		if in.c, err = cache.New(ctx, o); err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { in.c.Close() })
