@@ -35,7 +35,10 @@ var codecs = []struct {
 // emptied when t ends.
 func newCache(t *testing.T, rdb *redis.Client, codec cache.Codec) *cache.Cache {
 	t.Helper()
-	c, err := cache.New(ctx, cache.Options{Redis: rdb, Namespace: testenv.Namespace(t, rdb), Codec: codec})
+	// A small L1: bigcache allocates L1MaxBytes up front, and the suite
+	// opens hundreds of caches (on a loaded machine, allocating the default
+	// 64 MiB each took the run past its timeout).
+	c, err := cache.New(ctx, cache.Options{Redis: rdb, Namespace: testenv.Namespace(t, rdb), Codec: codec, L1MaxBytes: 4 << 20, L1Shards: 16})
 	if err != nil {
 		t.Fatal(err)
 	}
