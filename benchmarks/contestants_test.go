@@ -69,11 +69,12 @@ var (
 	cGoRedis    = contestant{name: "go-redis-cache", note: "TinyLFU + Redis, msgpack+s2", open: openGoRedisCache}
 	cRocks      = contestant{name: "rockscache", note: "Redis only, weak consistency (default), msgpack", open: openRockscache, many: true, batchFill: true}
 	cGormCaches = contestant{name: "gorm-caches", note: "GORM plugin, Redis cacher of its README, easer on, JSON", open: openGormCaches, many: true}
+	cGCPlugin   = contestant{name: "gormcache-plugin", note: "GORM plugin (db.Use) + Cached clause on plain GORM reads, a registered repository serving them; plain GORM writes invalidated after COMMIT", open: openGormcachePlugin, many: true, batchFill: true}
 
-	allContestants = []contestant{cRaw, cGCFull, cGCL2, cJetcache, cGocache, cGoRedis, cRocks, cGormCaches}
+	allContestants = []contestant{cRaw, cGCFull, cGCL2, cJetcache, cGocache, cGoRedis, cRocks, cGormCaches, cGCPlugin}
 	// mixedContestants adds, for the mixed workloads, gormcache with the
 	// peers' write semantics (see lwwInstance).
-	mixedContestants = []contestant{cRaw, cGCFull, cGCFullLWW, cGCL2, cJetcache, cGocache, cGoRedis, cRocks, cGormCaches}
+	mixedContestants = []contestant{cRaw, cGCFull, cGCFullLWW, cGCL2, cJetcache, cGocache, cGoRedis, cRocks, cGormCaches, cGCPlugin}
 )
 
 // rowKey is the cache key of row id used by every peer: "<ns>:row:<id>".

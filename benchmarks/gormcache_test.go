@@ -8,7 +8,9 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"gorm.io/gorm"
 
+	"github.com/gormcache/gormcache"
 	"github.com/gormcache/gormcache/cache"
 	"github.com/gormcache/gormcache/invalidation"
 	"github.com/gormcache/gormcache/repository"
@@ -114,4 +116,66 @@ func (l lwwInstance) Update(ctx context.Context, row *Row) error {
 		return err
 	}
 	return l.c.Invalidate(ctx, gcRepoNS+":"+strconv.FormatInt(row.ID, 10), uint64(row.Version))
+}
+
+// pluginInstance is gormcache as a GORM plugin, the way go-gorm/caches is
+// used: a *gorm.DB of its own (the plugin wraps its pool and replaces its
+// query callback) with db.Use(&gormcache.Plugin{Cache: c}) on a cache with
+// the invalidation bus, and a repository of Row registered on it so that
+// primary-key reads are served from the cache. The application code is
+// the peers' plain GORM: reads are loadRow and loadRows (db.Take and the IN
+// query) with the gormcache.Cached clause, writes are updateRow (the same
+// blind UPDATE, version = version + 1), which the plugin invalidates after
+// GORM's transaction commits. So it has the peers' write semantics, as
+// gormcache-full-lww.
+type pluginInstance struct {
+	*gormcacheInstance
+	db *gorm.DB
+}
+
+func openGormcachePlugin(e *env, ns string) (instance, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	db, err := e.openGorm()
+	if err != nil {
+		return nil, err
+	}
+	g := &gormcacheInstance{rdb: e.newRedis()}
+	if g.c, err = cache.New(ctx, cache.Options{Redis: g.rdb, Namespace: ns, L1TTL: localTTL, L2TTL: remoteTTL}); err != nil {
+		g.Close()
+		return nil, err
+	}
+	if g.bus, err = invalidation.New(ctx, g.c, invalidation.Options{}); err != nil {
+		g.Close()
+		return nil, err
+	}
+	if err := g.bus.WaitHealthy(ctx); err != nil {
+		g.Close()
+		return nil, fmt.Errorf("invalidation bus not healthy: %w", err)
+	}
+	if err := db.Use(&gormcache.Plugin{Cache: g.c}); err != nil {
+		g.Close()
+		return nil, err
+	}
+	if g.repo, err = repository.New[Row, int64](db, g.c, repository.Options{Namespace: gcRepoNS}); err != nil {
+		g.Close()
+		return nil, err
+	}
+	return &pluginInstance{gormcacheInstance: g, db: db}, nil
+}
+
+func (p *pluginInstance) Get(ctx context.Context, id int64) (*Row, error) {
+	return loadRow(ctx, p.db.Clauses(gormcache.Cached), id)
+}
+
+func (p *pluginInstance) GetMany(ctx context.Context, ids []int64) ([]*Row, error) {
+	found, err := loadRows(ctx, p.db.Clauses(gormcache.Cached), ids)
+	if err != nil {
+		return nil, err
+	}
+	return inOrder(ids, found)
+}
+
+func (p *pluginInstance) Update(ctx context.Context, row *Row) error {
+	return updateRow(ctx, p.db, row) // the plugin invalidates after COMMIT
 }
