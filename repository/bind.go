@@ -28,6 +28,16 @@ func (r *Repository[T, ID]) readAny(ctx context.Context, ids []any) ([]reflect.V
 		seen[id] = true
 		typed = append(typed, id)
 	}
+	if len(typed) == 1 { // Get joins concurrent loads of the key; GetMany does not
+		v, err := r.Get(ctx, typed[0])
+		if errors.Is(err, ErrNotFound) {
+			return nil, true, nil
+		}
+		if err != nil {
+			return nil, true, err
+		}
+		return []reflect.Value{reflect.ValueOf(v)}, true, nil
+	}
 	rows, err := r.GetMany(ctx, typed)
 	var miss *MissingError[ID]
 	if err != nil && !errors.As(err, &miss) {
