@@ -185,7 +185,12 @@ func (p *Plugin) apply(ctx context.Context, pending []pendingInv, retire map[*ca
 	}
 	byCache := map[*cache.Cache][]cache.Invalidation{}
 	var order []*cache.Cache
+	seen := make(map[pendingInv]bool, len(pending))
 	for _, pi := range pending {
+		if seen[pi] { // the table's generation key, once per statement of a transaction
+			continue
+		}
+		seen[pi] = true
 		if _, ok := byCache[pi.c]; !ok {
 			order = append(order, pi.c)
 		}
