@@ -15,6 +15,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/gormcache/gormcache/internal/failpoint"
 	"github.com/redis/go-redis/v9"
 	"golang.org/x/sync/singleflight"
 )
@@ -50,8 +51,12 @@ type Cache struct {
 	// invalidation source was told of a bump it could not read yet.
 	refreshWanted atomic.Bool
 
-	pubMu sync.Mutex                // serialises SetPublisher
-	pub   atomic.Pointer[pubHolder] // read on every invalidation
+	pubMu sync.Mutex // serialises SetPublisher
+	// epochMu serialises epoch adoption: the swap of l2.epoch and the L1
+	// flush that goes with it, so that no caller returns from an adoption
+	// before L1 holds nothing of the old epoch.
+	epochMu sync.Mutex
+	pub     atomic.Pointer[pubHolder] // read on every invalidation
 
 	fillSlots chan struct{}  // bounds background Redis fills
 	fillGate  sync.RWMutex   // held by Close while it stops new background fills
@@ -211,7 +216,7 @@ func (c *Cache) flushPendingBump() error {
 	var err error
 	for time.Now().Before(deadline) {
 		ctx, cancel := context.WithDeadline(context.Background(), deadline)
-		err = c.refreshEpoch(ctx, true)
+		_, err = c.refreshEpoch(ctx, true)
 		cancel()
 		if err == nil {
 			c.bumpCovered.Store(p)
@@ -425,7 +430,7 @@ func (c *Cache) maintain() {
 		case <-c.kick:
 		}
 		p := c.pendingBump.Load()
-		if err := c.refreshEpoch(ctx, p != c.bumpCovered.Load()); err == nil {
+		if _, err := c.refreshEpoch(ctx, p != c.bumpCovered.Load()); err == nil {
 			c.bumpCovered.Store(p)
 			c.refreshWanted.Store(false)
 		} else if c.refreshWanted.Load() || p != c.bumpCovered.Load() {
@@ -445,8 +450,9 @@ func (c *Cache) maintain() {
 }
 
 // refreshEpoch reads the namespace epoch (raising it first if bump is set)
-// and adopts it. After a bump, an attached EpochPublisher is told.
-func (c *Cache) refreshEpoch(ctx context.Context, bump bool) error {
+// and adopts it. After a bump, an attached EpochPublisher is told; delivered
+// reports when that announcement reached Redis (nil if nobody is told).
+func (c *Cache) refreshEpoch(ctx context.Context, bump bool) (delivered <-chan bool, err error) {
 	mode, id := epochRead, ""
 	c.srv.mu.Lock()
 	if c.srv.identity != "" {
@@ -460,18 +466,25 @@ func (c *Cache) refreshEpoch(ctx context.Context, bump bool) error {
 	n, err := c.l2.readEpoch(cctx, mode, id)
 	cancel()
 	if err != nil {
-		return err
+		return nil, err
 	}
-	c.adoptEpoch(n)
-	if bump {
-		c.opts.Logger.Info("gormcache: namespace epoch bumped after invalidations that missed Redis", "namespace", c.opts.Namespace, "epoch", n)
-		if h := c.pub.Load(); h != nil {
-			if ep, ok := h.p.(EpochPublisher); ok {
-				ep.PublishEpoch(ctx, n)
-			}
-		}
+	failpoint.Hit(ctx, failpoint.AfterEpochRead, c.opts.Namespace+"/"+mode)
+	c.adoptEpoch(n, false)
+	if !bump {
+		return nil, nil
 	}
-	return nil
+	c.opts.Logger.Info("gormcache: namespace epoch bumped", "namespace", c.opts.Namespace, "epoch", n)
+	h := c.pub.Load()
+	if h == nil {
+		return nil, nil
+	}
+	switch ep := h.p.(type) {
+	case EpochDeliveryPublisher:
+		return ep.PublishEpochDelivered(ctx, n), nil
+	case EpochPublisher:
+		ep.PublishEpoch(ctx, n)
+	}
+	return nil, nil
 }
 
 // RefreshEpoch verifies the Redis server's identity, then re-reads the
@@ -490,7 +503,7 @@ func (c *Cache) RefreshEpoch(ctx context.Context) error {
 	cctx, cancel := context.WithTimeout(ctx, c.opts.RedisTimeout)
 	_ = c.checkServer(cctx)
 	cancel()
-	err := c.refreshEpoch(ctx, false)
+	_, err := c.refreshEpoch(ctx, false)
 	if err != nil {
 		// Told that the epoch moved, but Redis did not answer: keep trying
 		// at once from the maintenance loop rather than at its next tick.
@@ -510,16 +523,35 @@ type EpochPublisher interface {
 	PublishEpoch(ctx context.Context, epoch uint64)
 }
 
+// EpochDeliveryPublisher is an EpochPublisher that reports when the
+// announcement of a bump reached Redis: the channel receives true then, or
+// false if it was dropped. RetireAll waits for it, as a write waits for the
+// delivery of its invalidations (see DeliveryPublisher).
+type EpochDeliveryPublisher interface {
+	EpochPublisher
+	PublishEpochDelivered(ctx context.Context, epoch uint64) (delivered <-chan bool)
+}
+
 // adoptEpoch switches to epoch n. Entries of other epochs are never read
-// again; L1, filled from the old epoch, is flushed.
-func (c *Cache) adoptEpoch(n uint64) {
-	first := c.l2.epoch.Load() == 0
-	if !c.l2.setEpoch(n) {
+// again; L1, filled from the old epoch, is flushed before it returns, also
+// when another caller adopted n first. A lower epoch than the one in use is
+// adopted only for a new server incarnation: outside one, it is the answer
+// to a read that began before a bump and arrived after it.
+func (c *Cache) adoptEpoch(n uint64, incarnation bool) {
+	guarded := !failpoint.Disabled(failpoint.GuardEpochOrder)
+	if guarded {
+		c.epochMu.Lock()
+		defer c.epochMu.Unlock()
+	}
+	cur := c.l2.epoch.Load()
+	if n == cur || (guarded && n < cur && !incarnation) {
 		return
 	}
-	if !first {
+	c.l2.setEpoch(n)
+	if cur != 0 {
 		c.st.epochChanges.add(1)
 	}
 	c.sus.clear() // what they stood for is retired with the old epoch
+	failpoint.Hit(context.Background(), failpoint.BeforeEpochFlush, c.opts.Namespace)
 	c.FlushLocal()
 }

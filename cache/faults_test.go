@@ -308,7 +308,7 @@ func TestTombstonesCrossEpochs(t *testing.T) {
 	}
 	writer, reader := mk(), mk()
 	ctx := context.Background()
-	if err := reader.refreshEpoch(ctx, true); err != nil { // the reader bumps; the writer lags
+	if _, err := reader.refreshEpoch(ctx, true); err != nil { // the reader bumps; the writer lags
 		t.Fatal(err)
 	}
 	if writer.Stats().Epoch == reader.Stats().Epoch {
@@ -337,7 +337,7 @@ func TestOldEpochEntriesIgnored(t *testing.T) {
 	s.put("k", sampleRow(1, 1))
 	mustGet(t, c, "k", s)
 	s.put("k", sampleRow(1, 2)) // its invalidation never reached Redis
-	if err := c.refreshEpoch(ctx, true); err != nil {
+	if _, err := c.refreshEpoch(ctx, true); err != nil {
 		t.Fatal(err)
 	}
 	if got := mustGet(t, c, "k", s); got.Version != 2 {

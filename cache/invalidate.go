@@ -123,6 +123,9 @@ func (c *Cache) awaitDelivery(delivered <-chan bool, keys int, deadline time.Tim
 	case c.kick <- struct{}{}:
 	default:
 	}
+	if keys == 0 {
+		return fmt.Errorf("%w: the announcement of an epoch bump was not published within %v", ErrInvalidationUnconfirmed, c.opts.WriteTimeout)
+	}
 	return fmt.Errorf("%w: the announcement of %d key(s) was not published within %v", ErrInvalidationUnconfirmed, keys, c.opts.WriteTimeout)
 }
 
@@ -422,12 +425,19 @@ func (c *Cache) RetireAll(ctx context.Context) error {
 		c.FlushLocal()
 		return nil
 	}
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.opts.WriteTimeout)
+	deadline := time.Now().Add(c.opts.WriteTimeout)
+	ctx, cancel := context.WithDeadline(context.WithoutCancel(ctx), deadline)
 	defer cancel()
 	var err error
 	for {
-		if err = c.refreshEpoch(ctx, true); err == nil {
-			return nil
+		var delivered <-chan bool
+		if delivered, err = c.refreshEpoch(ctx, true); err == nil {
+			if delivered == nil || failpoint.Disabled(failpoint.GuardDelivery) {
+				return nil
+			}
+			// Other instances serve L1 until they hear of the bump, or
+			// until their vouch lapses: the write returns once it is out.
+			return c.awaitDelivery(delivered, 0, deadline)
 		}
 		select {
 		case <-ctx.Done():

@@ -235,15 +235,15 @@ type l2 struct {
 	errors   *counter      // Stats.RedisErrors
 }
 
-// setEpoch adopts epoch n and reports whether it changed.
-func (l *l2) setEpoch(n uint64) (changed bool) {
+// setEpoch makes n the epoch in use (Cache.adoptEpoch decides when).
+func (l *l2) setEpoch(n uint64) {
 	for {
 		m := l.maxEpoch.Load()
 		if n <= m || l.maxEpoch.CompareAndSwap(m, n) {
 			break
 		}
 	}
-	return l.epoch.Swap(n) != n
+	l.epoch.Store(n)
 }
 
 // key is the Redis key of a cache key. The braces make the key its own

@@ -147,7 +147,7 @@ func (c *Cache) checkServer(ctx context.Context) error {
 				"namespace", c.opts.Namespace, "identity", id, "epoch", n)
 			c.FlushLocal()
 		}
-		c.adoptEpoch(n)
+		c.adoptEpoch(n, true)
 		c.srv.identity = id
 		c.srv.known.Store(&id)
 		c.checkPolicy(ctx)

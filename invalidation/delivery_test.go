@@ -80,3 +80,65 @@ func TestWriteWaitsForItsEvent(t *testing.T) {
 		})
 	}
 }
+
+// TestRetireAllWaitsForItsEvent: as TestWriteWaitsForItsEvent, for a write
+// whose keys are not known (cache.RetireAll bumps the namespace epoch).
+// Other instances learn of the bump from its event, or at their next
+// EpochInterval (an hour here): until the event is out, RetireAll is not
+// acknowledged. With GuardDelivery off it returns nil while the reader
+// keeps serving the retired row from L1.
+func TestRetireAllWaitsForItsEvent(t *testing.T) {
+	for _, guarded := range []bool{true, false} {
+		name := map[bool]string{true: "guarded", false: "guard off"}[guarded]
+		t.Run(name, func(t *testing.T) {
+			if !guarded {
+				defer failpoint.Disable(failpoint.GuardDelivery)()
+			}
+			srv := testenv.StartRedis(t)
+			admin := redis.NewClient(&redis.Options{Addr: srv.Addr()})
+			defer admin.Close()
+			ctx := context.Background()
+			if err := admin.Do(ctx, "ACL", "SETUSER", "writer", "on", ">pw", "~*", "&*", "+@all").Err(); err != nil {
+				t.Fatal(err)
+			}
+			reader := newCluster(t, srv.Addr(), 1, func(co *cache.Options, _ *Options) { co.EpochInterval = time.Hour }).ins[0]
+			wdb := redis.NewClient(&redis.Options{Addr: srv.Addr(), Username: "writer", Password: "pw", ContextTimeoutEnabled: true, MaxRetries: -1})
+			defer wdb.Close()
+			wc, err := cache.New(ctx, cache.Options{Redis: wdb, Namespace: reader.c.Namespace(), WriteTimeout: 300 * time.Millisecond, EpochInterval: time.Hour})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer wc.Close()
+			wb, err := New(ctx, wc, Options{InstanceID: "writer"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer wb.Close()
+
+			s := newStore()
+			s.bump("k")
+			reader.read(t, s, "k")
+			if v := reader.read(t, s, "k"); v != 1 {
+				t.Fatalf("read v%d", v)
+			}
+			if err := admin.Do(ctx, "ACL", "SETUSER", "writer", "-publish").Err(); err != nil {
+				t.Fatal(err)
+			}
+			v := s.bump("k") // a write whose keys the writer does not know
+			err = wc.RetireAll(ctx)
+			if guarded {
+				if !errors.Is(err, cache.ErrInvalidationUnconfirmed) {
+					t.Fatalf("RetireAll whose event could not be published: %v, want ErrInvalidationUnconfirmed", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("RetireAll: %v", err)
+			}
+			time.Sleep(DefaultHealthWindow + 200*time.Millisecond)
+			if got := reader.read(t, s, "k"); got == v {
+				t.Fatalf("the reader read v%d after the bump: the scenario does not exercise the delivery wait", got)
+			}
+		})
+	}
+}

@@ -65,6 +65,24 @@ func (b *Bus) PublishEpoch(_ context.Context, epoch uint64) {
 	b.enqueue(Event{Kind: KindEpoch, Epoch: epoch})
 }
 
+var _ cache.EpochDeliveryPublisher = (*Bus)(nil)
+
+// PublishEpochDelivered implements cache.EpochDeliveryPublisher:
+// PublishEpoch, with a channel that receives true once the event reached
+// Redis, or false if it was dropped (a full queue, Close).
+func (b *Bus) PublishEpochDelivered(_ context.Context, epoch uint64) <-chan bool {
+	done := make(chan bool, 1)
+	b.mu.Lock()
+	payload, ok := b.encodeLocked(Event{Kind: KindEpoch, Epoch: epoch})
+	b.mu.Unlock()
+	if !ok {
+		done <- false
+		return done
+	}
+	b.push(outgoing{payload: payload, done: done})
+	return done
+}
+
 // PreparePublish implements cache.PipelinePublisher: the cache sends the
 // event in the same round trip as the tombstones, right after them, and
 // reports whether it went out; the bus queues it for retry if not.

@@ -45,6 +45,13 @@ const (
 	// BeforeApply runs in a bus's receive loop before it applies an event
 	// from another instance; its key is the receiving instance's id.
 	BeforeApply = "invalidation/before-apply"
+	// AfterEpochRead runs in a cache after it read (or bumped) the
+	// namespace epoch in Redis and before it adopts the answer; its key is
+	// "<namespace>/<mode>" with mode "read", "bump" or "incarnation".
+	AfterEpochRead = "cache/after-epoch-read"
+	// BeforeEpochFlush runs when a cache has switched to a new epoch and
+	// before it flushes L1; its key is the namespace.
+	BeforeEpochFlush = "cache/before-epoch-flush"
 	// Waiting runs once a caller with a cancellable context has started or
 	// joined a flight, before it waits for the result.
 	Waiting = "cache/waiting"
@@ -105,6 +112,10 @@ const (
 	// GuardStrict makes a strict write wait for every live instance to
 	// apply its invalidation before it returns.
 	GuardStrict = "guard/strict"
+	// GuardEpochOrder keeps a cache from returning to an older epoch
+	// (outside a new server incarnation) and serialises adoptions, so that
+	// none returns before L1 is flushed.
+	GuardEpochOrder = "guard/epoch-order"
 	// GuardRetire stamps the tombstone of a retiring invalidation (a write
 	// made around the library) above every version cached for the key.
 	GuardRetire = "guard/retire"
