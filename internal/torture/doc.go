@@ -27,7 +27,7 @@
 //     (Config.GormWriters, gormwriter.go) writing the same rows through
 //     the plugin: Updates with the version in user code, db.Transaction
 //     with nested transactions that roll back to their savepoint,
-//     PrepareStmt sessions, and (-torture.plainexec) raw UPDATEs.
+//     PrepareStmt sessions, and raw UPDATEs (off with -torture.plainexec=false).
 //
 // The bound B_check is the bus's HealthWindow plus a slack for scheduling
 // on a loaded machine (250 ms: the runs are on 2 cores, under -race, with
@@ -110,7 +110,7 @@
 //	go test -run 'TestFaults|TestMutations' ./internal/torture/ -torture.sentinel # with the Sentinel runs (30-40 s each)
 //	go test -v -run TestTorture -timeout 90m ./internal/torture/ -torture.long # ≥1e6 operations, ≥200 faults, then a Sentinel part
 //	go test -v ./internal/torture/ -torture.strict=false                      # the relaxed check used before the fixes below
-//	go test -v -run 'TestTorture$' ./internal/torture/ -torture.plainexec      # with the plain-GORM writers' raw UPDATEs (two open issues: see PlainExec)
+//	go test -v -run 'TestTorture$' ./internal/torture/ -torture.plainexec=false # without the plain-GORM writers' raw UPDATEs
 //
 // (The -torture.* flags go after the package: go test stops reading its own
 // flags at the first one it does not know.)

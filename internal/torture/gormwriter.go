@@ -51,25 +51,14 @@ const (
 	// = version + 1 WHERE id = ? AND version = ?"), a third of the time in
 	// a db.Transaction; the plugin cannot know the rows of raw SQL, so it
 	// retires the namespace (an epoch bump: every instance's L1 and every
-	// Redis entry). Paced by Config.GormExecEvery, off when it is zero:
-	// the default and long runs mix it in only with -torture.plainexec,
-	// because it makes them fail on two issues of cache.RetireAll, the
-	// only invalidation of a raw write:
-	//
-	//   - The writer's own cache can go back to the older epoch after
-	//     RetireAll returned (l2.setEpoch swaps in whatever epoch a
-	//     concurrent read returns, and an epoch read that began before the
-	//     bump can finish after it; and a second adopter of an epoch
-	//     returns before the first has flushed L1): the writer then serves
-	//     the row's old version, from L1 or from the old epoch's Redis
-	//     entries, for up to an EpochInterval (read-your-writes violations
-	//     in about one default run in five; the writer's epoch records in
-	//     the history go back).
-	//   - Other instances learn of the bump only from the bus's epoch event,
-	//     which RetireAll queues (PublishEpoch) without waiting for its
-	//     delivery, unlike InvalidateMany; with the writer's bus connection
-	//     slow or cut they serve their L1 past B although the write was
-	//     acknowledged as confirmed (stale reads).
+	// Redis entry). Paced by Config.GormExecEvery, off when it is zero;
+	// the default and long runs mix it in unless -torture.plainexec=false.
+	// It found two races of cache.RetireAll, the only invalidation of a
+	// raw write, now closed (cache.TestEpochRaces and
+	// invalidation.TestRetireAllWaitsForItsEvent): an epoch read answered
+	// before a bump and adopted after it, an adopter returning before L1
+	// was flushed, and an epoch event not awaited before the write
+	// returned.
 	PlainExec = "exec"
 )
 

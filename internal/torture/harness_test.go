@@ -1011,7 +1011,7 @@ func (res *result) summary(p profile) string {
 	fmt.Fprintf(&b, "profile %q: %d instances, %d rows (hot %d), %d readers + %d writers + %d transactions + %d plain-GORM writers per instance, B_check = %v (HealthWindow %v + slack %v)",
 		p.name, p.instances, p.rows, cmp.Or(p.hotRows, p.rows), p.readers, p.writers, p.txers, p.gormWriters, p.bound(), p.bound()-p.slack, p.slack)
 	if p.gormWriters > 0 {
-		exec := "none (-torture.plainexec)"
+		exec := "none (-torture.plainexec=false)"
 		if p.gormExecEvery > 0 {
 			exec = "one per ~" + p.gormExecEvery.String() + " per writer"
 		}

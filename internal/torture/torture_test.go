@@ -18,7 +18,7 @@ var (
 	duration  = flag.Duration("torture.duration", 0, "override the profile's duration")
 	instances = flag.Int("torture.instances", 0, "override the number of instance processes")
 	sentinel  = flag.Bool("torture.sentinel", false, "run the Sentinel fault runs and mutations (30-40 s each; -torture.long runs them too)")
-	plainExec = flag.Bool("torture.plainexec", false, "mix raw UPDATEs (db.Exec, which retires the namespace) into the plain-GORM writers of the default and long runs; off until the two library issues they find are fixed (see PlainExec in gormwriter.go)")
+	plainExec = flag.Bool("torture.plainexec", true, "mix raw UPDATEs (db.Exec, which retires the namespace) into the plain-GORM writers of the default and long runs")
 	strict    = flag.Bool("torture.strict", true, "no exemption for the two failure modes the harness found and the library fixed (stale L1 after a process pause, writes whose COMMIT reply was lost); false reproduces the relaxed check used before the fixes")
 )
 
@@ -95,8 +95,8 @@ func defaultRun() profile {
 
 // plainExecEvery is the plain-GORM writers' pace of raw UPDATEs in the
 // default and long runs: one every 2 s on average per instance (each
-// retires the namespace on every instance) with -torture.plainexec, none
-// without.
+// retires the namespace on every instance), none with
+// -torture.plainexec=false.
 func plainExecEvery() time.Duration {
 	if *plainExec {
 		return 2 * time.Second
