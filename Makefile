@@ -1,6 +1,8 @@
 # Test services; override on the command line or in the environment.
 export GORMCACHE_REDIS_ADDR ?= 127.0.0.1:6379
 export GORMCACHE_PG_DSN ?= host=127.0.0.1 port=5432 user=postgres dbname=test sslmode=disable
+# A second PostgreSQL cluster with wal_level = logical, for the change feed (.ci/logical-pg.sh).
+export GORMCACHE_PG_LOGICAL_DSN ?= host=127.0.0.1 port=5433 user=postgres dbname=test sslmode=disable
 
 GO ?= go
 BENCHCOUNT ?= 6
@@ -18,6 +20,7 @@ test: services vet
 
 services:
 	bash .ci/services.sh
+	bash .ci/logical-pg.sh
 
 vet:
 	$(GO) vet ./...
