@@ -11,6 +11,7 @@ import (
 	"math/rand/v2"
 	"reflect"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -304,16 +305,19 @@ func storeKey(key string) (stored, orig string) {
 }
 
 func checkKey(key string) error {
-	if key == "" {
-		return ErrInvalidKey
-	}
 	if len(key) > MaxKeyLen {
 		return errors.Join(ErrInvalidKey, errors.New("gormcache: key longer than MaxKeyLen"))
 	}
-	for i := 0; i < len(key); i++ {
-		if key[i] == '{' || key[i] == '}' {
-			return errors.Join(ErrInvalidKey, errors.New("gormcache: key contains '{' or '}'"))
-		}
+	return checkKeyChars(key)
+}
+
+// checkKeyChars validates a key whatever its length (invalidations).
+func checkKeyChars(key string) error {
+	if key == "" {
+		return ErrInvalidKey
+	}
+	if strings.ContainsAny(key, "{}") {
+		return errors.Join(ErrInvalidKey, errors.New("gormcache: key contains '{' or '}'"))
 	}
 	return nil
 }

@@ -131,7 +131,10 @@ func (c *Cache) awaitDelivery(delivered <-chan bool, keys int, deadline time.Tim
 
 func checkInvalidations(invs []Invalidation) error {
 	for _, inv := range invs {
-		if err := checkKey(inv.Key); err != nil {
+		// A key above MaxKeyLen is accepted: nothing can be cached under
+		// it, and the invalidation of a committed write must not fail on
+		// the length of a value it wrote.
+		if err := checkKeyChars(inv.Key); err != nil {
 			return fmt.Errorf("invalidate %q: %w", inv.Key, err)
 		}
 		if inv.Version > maxVersion {

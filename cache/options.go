@@ -28,7 +28,10 @@ const (
 	DefaultWriteTimeout    = time.Second
 	DefaultServerCheck     = 50 * time.Millisecond
 
-	// MaxKeyLen is the longest key accepted, in bytes.
+	// MaxKeyLen is the longest key a read accepts, in bytes. Invalidations
+	// accept longer keys (nothing is cached under them), so that the
+	// invalidation of a committed write never fails on the length of a
+	// value it wrote.
 	MaxKeyLen = 64 << 10
 	// MaxStoredKeyLen is the longest key stored as it is; a longer key is
 	// stored (and announced to other instances) under "#" and its SHA-256 in
@@ -283,3 +286,8 @@ func ignoresDeadlines(rdb redis.UniversalClient) (readTimeout time.Duration, ign
 
 // l1MiB converts the byte budget to bigcache's whole-MiB limit.
 func l1MiB(b int) int { return (b + 1<<20 - 1) >> 20 }
+
+// Logger returns the logger of Options.Logger (one that discards everything
+// when none was given), for the packages built on the cache: the
+// invalidation bus logs to it unless given its own.
+func (c *Cache) Logger() *slog.Logger { return c.opts.Logger }

@@ -32,6 +32,7 @@ type server struct {
 	policy   atomic.Pointer[string]
 	noInfo   atomic.Bool // INFO is refused: identity cannot be tracked
 	warned   atomic.Bool // an evicting policy was logged
+	asked    atomic.Bool // CONFIG GET answered (a policy, or a refusal) for the identity in use
 
 	known atomic.Pointer[string] // the adopted identity (stored with mu held), for the connection hook
 	wake  chan struct{}          // wakes the watcher: a connection saw another identity
@@ -150,6 +151,9 @@ func (c *Cache) checkServer(ctx context.Context) error {
 		c.adoptEpoch(n, true)
 		c.srv.identity = id
 		c.srv.known.Store(&id)
+		c.srv.asked.Store(false)
+	}
+	if !c.srv.asked.Load() { // until the server answers: the first try may time out
 		c.checkPolicy(ctx)
 	}
 	c.vouch(gen, time.Now().Add(3*c.opts.ServerCheckInterval).UnixNano())
@@ -200,6 +204,7 @@ func (c *Cache) checkPolicy(ctx context.Context) {
 			policy = m["maxmemory-policy"]
 		}
 		if err != nil && !isOutage(err) {
+			c.srv.asked.Store(true)
 			return nil // CONFIG refused: unknown
 		}
 		return err
@@ -207,6 +212,7 @@ func (c *Cache) checkPolicy(ctx context.Context) {
 	if policy == "" {
 		return
 	}
+	c.srv.asked.Store(true)
 	c.srv.policy.Store(&policy)
 	if policy != "noeviction" && !c.srv.warned.Swap(true) {
 		c.opts.Logger.Warn("gormcache: Redis evicts keys under memory pressure (maxmemory-policy "+policy+
