@@ -50,6 +50,11 @@ type Bus struct {
 	seq    uint64     // last sequence number assigned
 	queue  []outgoing // encoded events waiting to be published, in order
 	queued chan struct{}
+	// dropping is set from the first event dropped from a full queue until
+	// the queue drains (the drop is logged once).
+	dropping bool
+
+	strictTimingOut atomic.Bool // a strict wait timed out and none was acknowledged since (logged once)
 
 	healthMu sync.Mutex   // serialises health transitions (receive and watchdog goroutines)
 	healthy  atomic.Bool  // written with healthMu held
@@ -100,6 +105,9 @@ func New(ctx context.Context, c *cache.Cache, opts Options) (*Bus, error) {
 	}
 	if o.QueueLen == 0 {
 		o.QueueLen = DefaultQueueLen
+	}
+	if o.Logger == nil {
+		o.Logger = c.Logger()
 	}
 	switch {
 	case len(o.InstanceID) > MaxOrigin:
@@ -184,16 +192,18 @@ func (b *Bus) Close() error {
 
 // setHealthy moves between healthy and unhealthy. Becoming healthy flushes
 // L1 first: whatever was missed while unhealthy is gone before L1 serves.
-func (b *Bus) setHealthy(ok bool) {
+// why says what turned it unhealthy, for the log.
+func (b *Bus) setHealthy(ok bool, why string) {
 	b.healthMu.Lock()
 	defer b.healthMu.Unlock()
-	b.setHealthyLocked(ok)
+	b.setHealthyLocked(ok, why)
 }
 
-func (b *Bus) setHealthyLocked(ok bool) {
+func (b *Bus) setHealthyLocked(ok bool, why string) {
 	if ok == b.healthy.Load() {
 		return
 	}
+	b.logHealth(ok, why)
 	if ok {
 		if !failpoint.Disabled(failpoint.GuardResubscribeFlush) {
 			b.c.FlushLocal()
@@ -235,7 +245,7 @@ func (b *Bus) heartbeat(sent time.Time) {
 		b.vouchLocked(sent)
 		return
 	}
-	b.setHealthyLocked(true)
+	b.setHealthyLocked(true, "")
 }
 
 // watch turns L1 off when nothing has been heard for HealthWindow. It never
@@ -254,7 +264,7 @@ func (b *Bus) watch() {
 		}
 		b.healthMu.Lock()
 		if b.healthy.Load() && time.Since(time.Unix(0, b.heard.Load())) > b.opts.HealthWindow {
-			b.setHealthyLocked(false)
+			b.setHealthyLocked(false, reasonSilent)
 		}
 		b.healthMu.Unlock()
 		if b.gaps.expired(time.Now(), b.opts.HealthWindow/2) {

@@ -1,6 +1,7 @@
 package invalidation
 
 import (
+	"log/slog"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -47,4 +48,11 @@ type Options struct {
 	// OnApply, if set, is called after an event from another instance was
 	// applied, with the time from its publication (by the origin's clock).
 	OnApply func(e Event, lag time.Duration)
+	// Logger receives the bus's state changes, never one line per event:
+	// unhealthy (L1 off, with the reason) and healthy again (L1 flushed and
+	// on), (re)subscriptions, events declared lost (L1 flushed), events
+	// dropped from a full queue (once until it drains), strict waits that
+	// timed out (once until one is acknowledged). Default: the cache's
+	// Options.Logger, which discards everything unless set.
+	Logger *slog.Logger
 }

@@ -157,13 +157,19 @@ func (o outgoing) report(delivered bool) {
 // push queues an encoded event for the sender goroutine.
 func (b *Bus) push(o outgoing) {
 	b.mu.Lock()
+	first := false
 	if len(b.queue) >= b.opts.QueueLen {
 		b.queue[0].report(false)
 		b.queue = b.queue[1:] // subscribers will see the gap and flush
 		b.st.dropped.Add(1)
+		first, b.dropping = !b.dropping, true
 	}
 	b.queue = append(b.queue, o)
 	b.mu.Unlock()
+	if first { // once until the queue drains, not once per event
+		b.opts.Logger.Warn("gormcache: invalidation queue full; dropping the oldest events (other instances will flush L1)",
+			"namespace", b.ns, "instance", b.id, "queue_len", b.opts.QueueLen)
+	}
 	select {
 	case b.queued <- struct{}{}:
 	default:
@@ -221,6 +227,13 @@ func (b *Bus) send() {
 			b.queue = b.queue[1:]
 			head.report(true)
 		}
+		drained := b.dropping && len(b.queue) == 0
+		if drained {
+			b.dropping = false
+		}
 		b.mu.Unlock()
+		if drained {
+			b.opts.Logger.Info("gormcache: invalidation queue drained", "namespace", b.ns, "instance", b.id, "dropped", b.st.dropped.Load())
+		}
 	}
 }

@@ -28,6 +28,13 @@ type Stats struct {
 	// LagP50 and LagP99 summarise the time from publication (origin clock)
 	// to application here, over events from other instances.
 	LagP50, LagP99 time.Duration
+	// LagBuckets is the same lag as a cumulative histogram:
+	// LagBuckets[i] counts the events applied within LagBucketBounds()[i]
+	// seconds (a lag below zero, from clock skew, counts as zero). LagCount
+	// counts them all (the +Inf bucket), LagSum is their total lag.
+	LagBuckets []uint64
+	LagCount   uint64
+	LagSum     time.Duration
 	// StrictAcked counts WaitApplied calls every live instance
 	// acknowledged; StrictTimeouts those that waited out HealthWindow
 	// (an instance did not answer: it had stopped serving L1 by then).
@@ -44,6 +51,7 @@ type stats struct {
 	connErrors, encodeErrors, unconfirmed                          atomic.Uint64
 	strictAcked, strictTimeouts                                    atomic.Uint64
 	lag, strictWait                                                histogram
+	lagHist                                                        bucketed
 }
 
 // Stats returns a snapshot of the counters.
@@ -51,7 +59,7 @@ func (b *Bus) Stats() Stats {
 	b.mu.Lock()
 	queued := len(b.queue)
 	b.mu.Unlock()
-	return Stats{
+	s := Stats{
 		Sent: b.st.sent.Load(), PublishErrors: b.st.publishErrors.Load(), Dropped: b.st.dropped.Load(), Queued: queued,
 		Received: b.st.received.Load(), OwnEvents: b.st.ownEvents.Load(), KeysApplied: b.st.keysApplied.Load(),
 		BadEvents: b.st.badEvents.Load(), Gaps: b.st.gaps.Load(), Subscribes: b.st.subscribes.Load(),
@@ -61,6 +69,50 @@ func (b *Bus) Stats() Stats {
 		StrictAcked: b.st.strictAcked.Load(), StrictTimeouts: b.st.strictTimeouts.Load(),
 		StrictWaitP50: b.st.strictWait.quantile(0.50), StrictWaitP99: b.st.strictWait.quantile(0.99),
 	}
+	s.LagBuckets, s.LagCount, s.LagSum = b.st.lagHist.snapshot()
+	return s
+}
+
+// lagBounds are the upper bounds of the propagation-lag buckets, in seconds:
+// 100µs to 10s, about three per power of ten.
+var lagBounds = [...]float64{
+	0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
+	0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10,
+}
+
+// LagBucketBounds returns the upper bounds, in seconds, of Stats.LagBuckets
+// (a new slice on each call): 100µs to 10s. They never change at run time,
+// so a metrics exporter may describe its histogram with them once.
+func LagBucketBounds() []float64 { return append([]float64(nil), lagBounds[:]...) }
+
+// bucketed is a fixed-bounds histogram of durations (lagBounds), counted
+// per bucket, with the count beyond the last bound and the sum.
+type bucketed struct {
+	counts [len(lagBounds) + 1]atomic.Uint64
+	sum    atomic.Int64 // nanoseconds
+}
+
+func (h *bucketed) record(d time.Duration) {
+	d = max(d, 0)
+	s := d.Seconds()
+	i := 0
+	for i < len(lagBounds) && s > lagBounds[i] {
+		i++
+	}
+	h.counts[i].Add(1)
+	h.sum.Add(int64(d))
+}
+
+// snapshot returns the cumulative bucket counts, the total count and the sum.
+func (h *bucketed) snapshot() (cumulative []uint64, count uint64, sum time.Duration) {
+	cumulative = make([]uint64, len(lagBounds))
+	for i := range h.counts {
+		count += h.counts[i].Load()
+		if i < len(lagBounds) {
+			cumulative[i] = count
+		}
+	}
+	return cumulative, count, time.Duration(h.sum.Load())
 }
 
 // histogram counts durations in buckets four per power of two, from 1µs to

@@ -89,6 +89,13 @@ func (b *Bus) WaitApplied(ctx context.Context) error {
 			continue
 		case <-t.C:
 			b.st.strictTimeouts.Add(1)
+			if !b.strictTimingOut.Swap(true) { // once until a wait is acknowledged again
+				args := []any{"namespace", b.ns, "instance", b.id, "live", len(live), "health_window", b.opts.HealthWindow}
+				if err != nil {
+					args = append(args, "err", err)
+				}
+				b.opts.Logger.Warn("gormcache: strict write waited out HealthWindow: an instance did not acknowledge (it has stopped serving L1)", args...)
+			}
 			return nil
 		case <-ctx.Done():
 			return ctx.Err()
@@ -98,6 +105,9 @@ func (b *Bus) WaitApplied(ctx context.Context) error {
 	}
 	b.st.strictAcked.Add(1)
 	b.st.strictWait.record(time.Since(start))
+	if b.strictTimingOut.Load() && b.strictTimingOut.Swap(false) {
+		b.opts.Logger.Info("gormcache: strict writes acknowledged again", "namespace", b.ns, "instance", b.id)
+	}
 	return nil
 }
 

@@ -22,12 +22,17 @@ func (b *Bus) receive() {
 	for !b.closed() {
 		msg, err := b.ps.ReceiveTimeout(ctx, b.opts.HealthWindow)
 		if err != nil {
-			b.setHealthy(false)
+			var nerr interface{ Timeout() bool }
+			timeout := errors.As(err, &nerr) && nerr.Timeout()
+			why := reasonSilent
+			if !timeout && b.healthy.Load() { // the string only for a transition
+				why = "subscription connection error: " + err.Error()
+			}
+			b.setHealthy(false, why)
 			if b.closed() || errors.Is(err, redis.ErrClosed) {
 				return
 			}
-			var nerr interface{ Timeout() bool }
-			if errors.As(err, &nerr) && nerr.Timeout() {
+			if timeout {
 				continue // silence: the pinger keeps asking
 			}
 			b.st.connErrors.Add(1)
@@ -44,12 +49,13 @@ func (b *Bus) receive() {
 			if m.Kind == "subscribe" && m.Channel == b.channel {
 				// A new subscription: whatever was published before it is
 				// unknown to us. Forget L1 and re-read the epoch.
-				b.st.subscribes.Add(1)
+				n := b.st.subscribes.Add(1)
+				b.logSubscribed(n)
 				b.gaps.reset()
-				b.setHealthy(false)
+				b.setHealthy(false, "resubscribed")
 				b.refreshEpoch()
 				b.heard.Store(time.Now().UnixNano())
-				b.setHealthy(true)
+				b.setHealthy(true, "")
 			}
 		case *redis.Message:
 			if m.Channel == b.ackCh {
@@ -123,6 +129,7 @@ func (b *Bus) apply(payload []byte) {
 	}
 	lag := time.Duration(time.Now().UnixNano() - e.SentAt)
 	b.st.lag.record(lag)
+	b.st.lagHist.record(lag)
 	if b.opts.OnApply != nil {
 		b.opts.OnApply(e, lag)
 	}
@@ -165,8 +172,9 @@ func (b *Bus) refreshEpoch() {
 // them, or they never reached Redis), so anything in L1 may be stale.
 func (b *Bus) lostEvents() {
 	b.c.FlushLocal()
-	b.st.gaps.Add(1)   // after the flush: a reader of Stats who sees the gap sees its flush
-	b.ackPending(true) // nothing lost can be served from L1 any more
+	n := b.st.gaps.Add(1) // after the flush: a reader of Stats who sees the gap sees its flush
+	b.ackPending(true)    // nothing lost can be served from L1 any more
+	b.opts.Logger.Warn("gormcache: invalidation events lost; L1 flushed", "namespace", b.ns, "instance", b.id, "gaps", n)
 }
 
 // ping publishes a heartbeat to this instance's own channel every
