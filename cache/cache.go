@@ -277,6 +277,7 @@ func (c *Cache) Stats() Stats {
 	}
 	if c.l1 != nil {
 		s.L1Entries = c.l1.len()
+		s.L1Bytes = c.l1.bc.Capacity()
 	}
 	return s
 }

@@ -35,6 +35,34 @@ type ReadOption func(*readOptions)
 type readOptions struct {
 	ttl    time.Duration
 	skipL1 bool
+	served *Served // ReportServed; nil: nobody asked
+}
+
+// Served counts the keys of a read by the tier that answered them: L1, Redis
+// (L2), or the loader (Loaded: a miss in both tiers, including reads that
+// joined another caller's load). A Get counts one key; a GetMany each
+// distinct key once.
+type Served struct {
+	L1, L2, Loaded int
+}
+
+// ReportServed adds to *s the tiers that answered the read. Reads without it
+// pay nothing for the count.
+func ReportServed(s *Served) ReadOption { return func(o *readOptions) { o.served = s } }
+
+// add counts one key answered by src; a nil s counts nothing.
+func (s *Served) add(src source) {
+	if s == nil {
+		return
+	}
+	switch src {
+	case fromL1:
+		s.L1++
+	case fromL2:
+		s.L2++
+	default:
+		s.Loaded++
+	}
 }
 
 // WithTTL sets the L2 lifetime of an entry this read fills (L1 keeps it for
@@ -227,6 +255,7 @@ func get[T, A any, L loader[A], D decoder[T]](ctx context.Context, c *Cache, key
 	now := c.opts.Clock.Now().UnixNano()
 	if c.useL1(ro.skipL1, now) {
 		if v, err, ok := getL1(ctx, c, sk, orig, d, schema, now); ok {
+			ro.served.add(fromL1)
 			return v, err
 		}
 	}
@@ -238,11 +267,13 @@ func get[T, A any, L loader[A], D decoder[T]](ctx context.Context, c *Cache, key
 		return nil, err
 	}
 	if v, err, ok := decodeResult(ctx, c, sk, orig, d, schema, r); ok {
+		ro.served.add(r.src)
 		return v, err
 	}
 	// The cached bytes did not decode into T; decodeResult removed them from
 	// both tiers. Answer from the source, without caching: a later read
 	// fills again.
+	ro.served.add(fromLoader)
 	p, _, found, err := l.load(context.WithoutCancel(ctx), key, arg)
 	switch {
 	case err != nil:

@@ -160,6 +160,9 @@ func getMany[T any, D decoder[T]](ctx context.Context, c *Cache, keys []string, 
 		b.missing = append(b.missing, k)
 	}
 	defer unhash(b, out)
+	if ro.served != nil {
+		ro.served.L1 += len(seen) - len(b.missing)
+	}
 	if len(b.missing) == 0 {
 		return out, nil
 	}
@@ -170,7 +173,12 @@ func getMany[T any, D decoder[T]](ctx context.Context, c *Cache, keys []string, 
 			b.toks[i] = c.l1.begin(k)
 		}
 	}
+	inL2 := len(b.missing)
 	readManyL2(ctx, c, b, d, schema, useL1, out)
+	if ro.served != nil {
+		ro.served.L2 += inL2 - len(b.missing)
+		ro.served.Loaded += len(b.missing)
+	}
 	if len(b.missing) == 0 {
 		return out, nil
 	}

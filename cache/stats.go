@@ -31,6 +31,10 @@ type Stats struct {
 	EpochChanges      uint64 // epochs adopted after New
 	Epoch             uint64 // the namespace epoch in use
 	L1Entries         int    // entries in L1 now
+	// L1Bytes is the memory bigcache has allocated for L1's entries now
+	// (its queues grow up to L1MaxBytes and are not given back), not the
+	// bytes the live entries use.
+	L1Bytes int
 
 	// Incarnations counts changes of the Redis server's identity (restart,
 	// failover, restore), each a new epoch and an L1 flush.
