@@ -19,20 +19,24 @@ import (
 // missing or soft-deleted row is ErrNotFound. The returned value is the
 // caller's own: mutating it never changes the cache.
 func (r *Repository[T, ID]) Get(ctx context.Context, id ID) (*T, error) {
-	start := r.now()
-	v, err := r.get(ctx, id)
-	r.observe(ctx, "get", 1, start, err)
+	start, s := r.now(), r.served()
+	v, err := r.get(ctx, id, s)
+	r.observeRead(ctx, "get", 1, start, err, s)
 	return v, err
 }
 
-func (r *Repository[T, ID]) get(ctx context.Context, id ID) (*T, error) {
+// get reads the row of id, counting the tiers that served it in s (if set).
+func (r *Repository[T, ID]) get(ctx context.Context, id ID, s *cache.Served) (*T, error) {
 	if err := r.checkID(id); err != nil {
 		return nil, err
 	}
 	if r.tx != nil && !failpoint.Disabled(failpoint.GuardNoTxFill) {
+		if s != nil {
+			s.Loaded++
+		}
 		return r.load(ctx, id) // uncommitted rows never meet the shared tiers
 	}
-	v, err := cache.LoadEncoded(ctx, r.c, r.key(id), rowArg[T, ID]{r, id}, r.format, r.loadRow, r.readOpt...)
+	v, err := cache.LoadEncoded(ctx, r.c, r.key(id), rowArg[T, ID]{r, id}, r.format, r.loadRow, r.readOpts(s)...)
 	if err != nil {
 		return nil, r.mapErr(err, id)
 	}
@@ -67,13 +71,13 @@ func (r *Repository[T, ID]) mapErr(err error, id any) error {
 // errors.Is(err, ErrNotFound) holds), returned together with the rows that
 // were found.
 func (r *Repository[T, ID]) GetMany(ctx context.Context, ids []ID) ([]*T, error) {
-	start := r.now()
-	out, err := r.getMany(ctx, ids)
-	r.observe(ctx, "get_many", len(ids), start, err)
+	start, s := r.now(), r.served()
+	out, err := r.getMany(ctx, ids, s)
+	r.observeRead(ctx, "get_many", len(ids), start, err, s)
 	return out, err
 }
 
-func (r *Repository[T, ID]) getMany(ctx context.Context, ids []ID) ([]*T, error) {
+func (r *Repository[T, ID]) getMany(ctx context.Context, ids []ID, s *cache.Served) ([]*T, error) {
 	if len(ids) == 0 {
 		return nil, nil
 	}
@@ -89,6 +93,9 @@ func (r *Repository[T, ID]) getMany(ctx context.Context, ids []ID) ([]*T, error)
 	var found map[string]*T
 	var err error
 	if r.tx != nil {
+		if s != nil {
+			s.Loaded += len(byKey)
+		}
 		found, err = r.findMany(ctx, ids)
 	} else {
 		found, err = cache.GetManyEncoded(ctx, r.c, keys, r.format, func(ctx context.Context, missing []string) (map[string]cache.Encoded, error) {
@@ -97,7 +104,7 @@ func (r *Repository[T, ID]) getMany(ctx context.Context, ids []ID) ([]*T, error)
 				mids[i] = byKey[k]
 			}
 			return r.loadPayloads(ctx, mids)
-		}, r.readOpt...)
+		}, r.readOpts(s)...)
 		if err == nil {
 			err = r.afterFindAll(ctx, found)
 		}
@@ -118,7 +125,7 @@ func (r *Repository[T, ID]) getMany(ctx context.Context, ids []ID) ([]*T, error)
 			continue
 		}
 		if handed[v] { // read again: a shallow copy would share slices, maps and pointees
-			if v, err = r.get(ctx, ids[i]); err != nil {
+			if v, err = r.get(ctx, ids[i], nil); err != nil { // counted once in s already
 				return nil, err
 			}
 		} else if handed != nil {
@@ -166,13 +173,13 @@ func (r *Repository[T, ID]) findMany(ctx context.Context, ids []ID) (map[string]
 // in Options.UniqueColumns); any other column is ErrNotUnique, and so is a
 // lookup that finds two rows.
 func (r *Repository[T, ID]) GetBy(ctx context.Context, col string, value any) (*T, error) {
-	start := r.now()
-	v, err := r.getBy(ctx, col, value)
-	r.observe(ctx, "get_by", 1, start, err)
+	start, s := r.now(), r.served()
+	v, err := r.getBy(ctx, col, value, s)
+	r.observeRead(ctx, "get_by", 1, start, err, s)
 	return v, err
 }
 
-func (r *Repository[T, ID]) getBy(ctx context.Context, col string, value any) (*T, error) {
+func (r *Repository[T, ID]) getBy(ctx context.Context, col string, value any, s *cache.Served) (*T, error) {
 	f := r.sch.LookUpField(col)
 	if f == nil || f.DBName == "" {
 		return nil, fmt.Errorf("%w: %s has no column %q", ErrUnknownColumn, r.table, col)
@@ -189,7 +196,7 @@ func (r *Repository[T, ID]) getBy(ctx context.Context, col string, value any) (*
 			}
 			id = rv.Convert(reflect.TypeFor[ID]()).Interface().(ID)
 		}
-		return r.get(ctx, id)
+		return r.get(ctx, id, s)
 	}
 	if r.uniques[f.DBName] == nil {
 		return nil, fmt.Errorf("%w: %s.%s (only the primary key and single-column unique constraints)", ErrNotUnique, r.table, f.DBName)
@@ -208,7 +215,10 @@ func (r *Repository[T, ID]) getBy(ctx context.Context, col string, value any) (*
 		if err != nil {
 			return nil, r.mapErr(err, value)
 		}
-		v, err := r.get(ctx, id)
+		if s != nil {
+			*s = cache.Served{} // the row's read is the one reported
+		}
+		v, err := r.get(ctx, id, s)
 		if err == nil && formatKey(f.ReflectValueOf(ctx, reflect.ValueOf(v).Elem()).Interface()) == want {
 			return v, nil
 		}
@@ -223,6 +233,9 @@ func (r *Repository[T, ID]) getBy(ctx context.Context, col string, value any) (*
 	}
 	// Two stale mappings in a row: concurrent writes keep moving the value.
 	// Answer from the database without caching.
+	if s != nil {
+		*s = cache.Served{Loaded: 1}
+	}
 	return r.takeUnique(ctx, r.db.WithContext(ctx), where, value, f.DBName)
 }
 

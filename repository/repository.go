@@ -212,3 +212,28 @@ func (r *Repository[T, ID]) observe(ctx context.Context, op string, rows int, st
 		r.opts.Observe(ctx, Event{Op: op, Table: r.table, Rows: rows, Duration: time.Since(start), Err: err})
 	}
 }
+
+// served is where a read counts the tiers that answered it: nil when
+// nobody observes, so that reads pay nothing for it.
+func (r *Repository[T, ID]) served() *cache.Served {
+	if r.opts.Observe == nil {
+		return nil
+	}
+	return new(cache.Served)
+}
+
+// observeRead is observe for a read, with the tiers that served it.
+func (r *Repository[T, ID]) observeRead(ctx context.Context, op string, rows int, start time.Time, err error, s *cache.Served) {
+	if r.opts.Observe != nil {
+		r.opts.Observe(ctx, Event{Op: op, Table: r.table, Rows: rows, Duration: time.Since(start), Err: err, Tier: TierOf(*s), Served: *s})
+	}
+}
+
+// readOpts are the repository's read options, plus ReportServed(s) when s
+// is set.
+func (r *Repository[T, ID]) readOpts(s *cache.Served) []cache.ReadOption {
+	if s == nil {
+		return r.readOpt
+	}
+	return append(r.readOpt[:len(r.readOpt):len(r.readOpt)], cache.ReportServed(s))
+}
