@@ -46,21 +46,21 @@ func newCache(t *testing.T, rdb *redis.Client, codec cache.Codec) *cache.Cache {
 	return c
 }
 
-// The second time zone TestFidelity runs in, and the variable that marks the
+// The second time zone the fidelity tests run in, and the variable that marks the
 // re-executed test binary so that it does not re-execute itself.
 const (
 	otherTZ  = "America/New_York"
 	childEnv = "GORMCACHE_FIDELITY_CHILD"
 )
 
-// needsOtherTZ reports whether this process must re-run TestFidelity under
+// needsOtherTZ reports whether this process must re-run the tests under
 // otherTZ: it is not such a child and does not already run in otherTZ.
 func needsOtherTZ() bool {
 	return os.Getenv(childEnv) == "" && os.Getenv("TZ") != otherTZ
 }
 
-// startOtherTZ re-executes this test binary with TZ=otherTZ, running only
-// TestFidelity, beside the cases of this process, and fails t with the
+// startOtherTZ re-executes this test binary with TZ=otherTZ, running
+// TestFidelity, TestWriteBack and TestMutationIsolation, beside the cases of this process, and fails t with the
 // child's output when t's subtests are done, if the child failed.
 func startOtherTZ(t *testing.T) {
 	if os.Getenv(testenv.EnvRedis) == "" || os.Getenv(testenv.EnvPostgres) == "" {
@@ -72,7 +72,7 @@ func startOtherTZ(t *testing.T) {
 		timeout = time.Until(d) - 5*time.Second
 	}
 	cctx, cancel := context.WithTimeout(ctx, timeout)
-	args := []string{"-test.run=^TestFidelity$", "-test.count=1"}
+	args := []string{"-test.run=^(TestFidelity|TestWriteBack|TestMutationIsolation)$", "-test.count=1"}
 	if f := flag.Lookup("test.parallel"); f != nil {
 		args = append(args, "-test.parallel="+f.Value.String())
 	}
@@ -95,15 +95,15 @@ func startOtherTZ(t *testing.T) {
 		var exit *exec.ExitError
 		switch {
 		case cctx.Err() != nil:
-			t.Errorf("TestFidelity under TZ=%s timed out after %v:\n%s", otherTZ, took, out.Bytes())
+			t.Errorf("the fidelity tests under TZ=%s timed out after %v:\n%s", otherTZ, took, out.Bytes())
 		case errors.As(err, &exit):
-			t.Errorf("TestFidelity under TZ=%s failed (%v) after %v:\n%s", otherTZ, err, took, out.Bytes())
+			t.Errorf("the fidelity tests under TZ=%s failed (%v) after %v:\n%s", otherTZ, err, took, out.Bytes())
 		case err != nil:
-			t.Errorf("TestFidelity under TZ=%s: %v\n%s", otherTZ, err, out.Bytes())
+			t.Errorf("the fidelity tests under TZ=%s: %v\n%s", otherTZ, err, out.Bytes())
 		case testing.Verbose():
-			t.Logf("TestFidelity under TZ=%s passed in %v:\n%s", otherTZ, took, out.Bytes())
+			t.Logf("the fidelity tests under TZ=%s passed in %v:\n%s", otherTZ, took, out.Bytes())
 		default:
-			t.Logf("TestFidelity under TZ=%s passed in %v: %s", otherTZ, took, strings.TrimSpace(out.String()))
+			t.Logf("the fidelity tests under TZ=%s passed in %v: %s", otherTZ, took, strings.TrimSpace(out.String()))
 		}
 	})
 }
