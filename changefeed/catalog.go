@@ -122,12 +122,21 @@ func publishedTables(ctx context.Context, conn *pgconn.PgConn, pub string) ([]ta
 }
 
 // ensurePublication creates or updates the publication so that it holds
-// exactly the publishable tables of infos (every table with all).
-func ensurePublication(ctx context.Context, conn *pgconn.PgConn, pub string, all bool, infos []tableInfo) error {
-	rows, err := query(ctx, conn, `SELECT puballtables::text FROM pg_publication WHERE pubname = $1`, pub)
+// exactly the publishable tables of infos (every table with all). It
+// reports whether the publication existed before, and its comment (where
+// the relay notes a retirement it still owes).
+func ensurePublication(ctx context.Context, conn *pgconn.PgConn, pub string, all bool, infos []tableInfo) (existed bool, comment string, err error) {
+	rows, err := query(ctx, conn, `SELECT puballtables::text, COALESCE(obj_description(oid, 'pg_publication'), '') FROM pg_publication WHERE pubname = $1`, pub)
 	if err != nil {
-		return err
+		return false, "", err
 	}
+	if len(rows) > 0 {
+		existed, comment = true, rows[0][1]
+	}
+	return existed, comment, alterPublication(ctx, conn, pub, all, infos, rows)
+}
+
+func alterPublication(ctx context.Context, conn *pgconn.PgConn, pub string, all bool, infos []tableInfo, rows [][]string) error {
 	ident := pgx.Identifier{pub}.Sanitize()
 	if all {
 		switch {
@@ -166,6 +175,18 @@ func ensurePublication(ctx context.Context, conn *pgconn.PgConn, pub string, all
 		return exec(ctx, conn, `ALTER PUBLICATION `+ident+` DROP TABLE `+strings.Join(drop, ", "))
 	}
 	return exec(ctx, conn, `ALTER PUBLICATION `+ident+` SET TABLE `+list)
+}
+
+// notePublication sets the publication's comment.
+func notePublication(ctx context.Context, conn *pgconn.PgConn, pub, note string) error {
+	return exec(ctx, conn, `COMMENT ON PUBLICATION `+pgx.Identifier{pub}.Sanitize()+` IS `+noteLiteral(note))
+}
+
+func noteLiteral(s string) string {
+	if s == "" {
+		return "NULL"
+	}
+	return "'" + strings.ReplaceAll(s, "'", "''") + "'"
 }
 
 func exec(ctx context.Context, conn *pgconn.PgConn, sql string) error {

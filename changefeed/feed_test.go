@@ -34,8 +34,8 @@ func TestRawWrites(t *testing.T) {
 	}
 	// UPDATE of a versioned row that raises the version, and of an
 	// unversioned row.
-	e.exec(`UPDATE "`+d+`" SET title = 'd1', version = version + 1 WHERE id = 1`)
-	e.exec(`UPDATE "`+u+`" SET name = 'u1' WHERE id = 1`)
+	e.exec(`UPDATE "` + d + `" SET title = 'd1', version = version + 1 WHERE id = 1`)
+	e.exec(`UPDATE "` + u + `" SET name = 'u1' WHERE id = 1`)
 	step("update", 1)
 	// DELETE.
 	e.exec(`DELETE FROM "` + d + `" WHERE id = 2`)

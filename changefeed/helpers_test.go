@@ -191,9 +191,7 @@ func (e *env) streaming(r *running) {
 		if !r.Stats().IsLeader {
 			return false
 		}
-		var active bool
-		e.base.Raw(`SELECT active FROM pg_replication_slots WHERE slot_name = ?`, e.slot).Scan(&active)
-		return active
+		return e.walsender()
 	}, "relay did not start streaming")
 }
 
@@ -307,4 +305,13 @@ func (e *env) slotLSN() uint64 {
 	var hi, lo uint64
 	fmt.Sscanf(s, "%X/%X", &hi, &lo)
 	return hi<<32 | lo
+}
+
+// walsender reports that a walsender streams the slot (a backend creating
+// it shows as its active pid too, before anything streams).
+func (e *env) walsender() bool {
+	var n int
+	e.base.Raw(`SELECT count(*) FROM pg_replication_slots s JOIN pg_stat_activity a ON a.pid = s.active_pid
+		WHERE s.slot_name = ? AND a.backend_type = 'walsender'`, e.slot).Scan(&n)
+	return n > 0
 }

@@ -10,7 +10,6 @@ import (
 	"github.com/jackc/pglogrepl"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgproto3"
-	"github.com/redis/go-redis/v9"
 
 	"github.com/gormcache/gormcache/cache"
 	"github.com/gormcache/gormcache/internal/bind"
@@ -79,7 +78,8 @@ func (r *Relay) setup(ctx context.Context, conn *pgconn.PgConn) (pglogrepl.LSN, 
 	if err != nil {
 		return 0, fmt.Errorf("gormcache: change feed: catalog: %w", err)
 	}
-	if err := ensurePublication(ctx, conn, r.o.Publication, r.o.AllTables, infos); err != nil {
+	existed, note, err := ensurePublication(ctx, conn, r.o.Publication, r.o.AllTables, infos)
+	if err != nil {
 		return 0, fmt.Errorf("gormcache: change feed: publication %s: %w", r.o.Publication, err)
 	}
 	for _, t := range infos {
@@ -94,7 +94,7 @@ func (r *Relay) setup(ctx context.Context, conn *pgconn.PgConn) (pglogrepl.LSN, 
 	for _, b := range bad {
 		r.report(fmt.Errorf("%w: %s", ErrUnsupportedTable, b))
 	}
-	if err := r.ensureSlot(ctx, conn); err != nil {
+	if err := r.ensureSlot(ctx, conn, existed, note == retirePending); err != nil {
 		return 0, err
 	}
 	rows, err := query(ctx, conn, `SELECT COALESCE(confirmed_flush_lsn::text, '0/0') FROM pg_replication_slots WHERE slot_name = $1`, r.o.Slot)
@@ -107,21 +107,23 @@ func (r *Relay) setup(ctx context.Context, conn *pgconn.PgConn) (pglogrepl.LSN, 
 	return pglogrepl.ParseLSN(rows[0][0])
 }
 
+// retirePending is the publication's comment while a retirement for a lost
+// slot is owed.
+const retirePending = "gormcache relay: retirement pending (the slot was lost)"
+
 // ensureSlot creates the slot if missing and recreates it if invalidated.
-// A slot that existed before (its marker is in Redis) and is missing or
-// invalidated lost changes: every cache is retired after the new slot
-// exists, so that whatever committed in between is covered. The marker
-// stays "pending" until the retirement succeeded, so a crash in between
-// retires at the next start.
-func (r *Relay) ensureSlot(ctx context.Context, conn *pgconn.PgConn) error {
-	marker := r.o.LeaseKey + ":slot"
+// A slot missing beside a publication that existed before (the relay
+// creates both; PostgreSQL keeps the publication through what loses a
+// slot: invalidation, a failover before PostgreSQL 17, a manual drop) lost
+// changes: every cache is retired after the new slot exists, so that
+// whatever committed in between is covered. The publication's comment says
+// a retirement is owed until it succeeded, so a crash in between retires at
+// the next start. Both marks live in PostgreSQL: nothing in Redis (which
+// may lose keys) decides it.
+func (r *Relay) ensureSlot(ctx context.Context, conn *pgconn.PgConn, pubExisted, owed bool) error {
 	exists, walStatus, database, plugin, err := slotState(ctx, conn, r.o.Slot)
 	if err != nil {
 		return fmt.Errorf("gormcache: change feed: slot %s: %w", r.o.Slot, err)
-	}
-	mark, err := r.o.Redis.Get(ctx, marker).Result()
-	if err != nil && err != redis.Nil {
-		return fmt.Errorf("gormcache: change feed: slot marker: %w", err)
 	}
 	if exists {
 		rows, err := query(ctx, conn, `SELECT current_database()`)
@@ -132,9 +134,9 @@ func (r *Relay) ensureSlot(ctx context.Context, conn *pgconn.PgConn) error {
 			return fmt.Errorf("%w: slot %s is a %q slot of database %q, not a pgoutput slot of %q", ErrInvalidOption, r.o.Slot, plugin, database, rows[0][0])
 		}
 	}
-	lost := mark == "pending"
+	lost := owed
 	if exists && (walStatus == "lost" || r.forceRecreate) {
-		if err := r.o.Redis.Set(ctx, marker, "pending", 0).Err(); err != nil {
+		if err := notePublication(ctx, conn, r.o.Publication, retirePending); err != nil {
 			return err
 		}
 		if _, err := query(ctx, conn, `SELECT pg_drop_replication_slot($1)`, r.o.Slot); err != nil {
@@ -143,9 +145,9 @@ func (r *Relay) ensureSlot(ctx context.Context, conn *pgconn.PgConn) error {
 		exists, lost = false, true
 	}
 	if !exists {
-		if mark != "" {
+		if pubExisted && !lost {
 			lost = true
-			if err := r.o.Redis.Set(ctx, marker, "pending", 0).Err(); err != nil {
+			if err := notePublication(ctx, conn, r.o.Publication, retirePending); err != nil {
 				return err
 			}
 		}
@@ -154,20 +156,21 @@ func (r *Relay) ensureSlot(ctx context.Context, conn *pgconn.PgConn) error {
 		}
 	}
 	r.forceRecreate = false
-	if lost {
-		for _, c := range r.allCaches() {
-			if err := c.RetireAll(ctx); err != nil {
-				return fmt.Errorf("gormcache: change feed: retiring after the slot was lost: %w", err)
-			}
+	if !lost {
+		return nil
+	}
+	for _, c := range r.allCaches() {
+		if err := c.RetireAll(ctx); err != nil {
+			return fmt.Errorf("gormcache: change feed: retiring after the slot was lost: %w", err)
 		}
-		r.mu.Lock()
-		r.st.SlotLost++
-		r.mu.Unlock()
-		r.report(fmt.Errorf("%w: slot %s was missing or invalidated; every cache was retired and the slot recreated", ErrSlotLost, r.o.Slot))
 	}
-	if mark != "ok" || lost {
-		return r.o.Redis.Set(ctx, marker, "ok", 0).Err()
+	if err := notePublication(ctx, conn, r.o.Publication, ""); err != nil {
+		return err
 	}
+	r.mu.Lock()
+	r.st.SlotLost++
+	r.mu.Unlock()
+	r.report(fmt.Errorf("%w: slot %s was missing or invalidated; every cache was retired and the slot recreated", ErrSlotLost, r.o.Slot))
 	return nil
 }
 
