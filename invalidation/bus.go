@@ -37,7 +37,8 @@ type Bus struct {
 	c        *cache.Cache
 	rdb      redis.UniversalClient // the subscription's client
 	pub      redis.UniversalClient // publishes: the cache's client when it has one
-	ps       *redis.PubSub
+	subs     subscription          // the current subscription (transport.go)
+	sharded  bool                  // SPUBLISH/SSUBSCRIBE (Options.Transport)
 	ns       string
 	channel  string
 	beat     string // this instance's heartbeat channel, on the same connection
@@ -116,11 +117,21 @@ func New(ctx context.Context, c *cache.Cache, opts Options) (*Bus, error) {
 		return nil, fmt.Errorf("%w: HealthWindow (%v) must exceed PingInterval (%v)", ErrInvalidOptions, o.HealthWindow, o.PingInterval)
 	case o.PublishTimeout < 0 || o.QueueLen < 0:
 		return nil, fmt.Errorf("%w: negative PublishTimeout or QueueLen", ErrInvalidOptions)
+	case o.Transport < TransportAuto || o.Transport > TransportSharded:
+		return nil, fmt.Errorf("%w: unknown Transport %v", ErrInvalidOptions, o.Transport)
+	}
+	pubc := o.Redis
+	if c.Redis() != nil {
+		pubc = c.Redis()
+	}
+	sharded := shardedFor(o.Transport, pubc)
+	if sharded && !shardable(o.Channel) {
+		return nil, fmt.Errorf("%w: Channel %q has braces but no hash tag: its derived names cannot share its slot", ErrInvalidOptions, o.Channel)
 	}
 	b := &Bus{
-		c: c, rdb: o.Redis, pub: o.Redis, ns: c.Namespace(), channel: o.Channel, id: o.InstanceID, opts: o,
-		beat:  o.Channel + ":heartbeat:" + o.InstanceID,
-		ackCh: o.Channel + ":acks:" + o.InstanceID, presence: o.Channel + ":presence",
+		c: c, rdb: o.Redis, pub: o.Redis, ns: c.Namespace(), channel: o.Channel, id: o.InstanceID, opts: o, sharded: sharded,
+		beat:  derived(sharded, o.Channel, ":heartbeat:"+o.InstanceID),
+		ackCh: derived(sharded, o.Channel, ":acks:"+o.InstanceID), presence: derived(sharded, o.Channel, ":presence"),
 		queued: make(chan struct{}, 1), gaps: newGaps(), acks: newAcks(), stop: make(chan struct{}),
 	}
 	if c.Redis() != nil {
@@ -133,7 +144,7 @@ func New(ctx context.Context, c *cache.Cache, opts Options) (*Bus, error) {
 	if err := c.SetPublisher(b); err != nil {
 		return nil, err
 	}
-	b.ps = o.Redis.Subscribe(ctx, o.Channel, b.beat, b.ackCh)
+	b.subs.ps, b.subs.last = b.subscribe(ctx), time.Now()
 	b.wg.Add(4)
 	go b.receive()
 	go b.ping()
@@ -175,7 +186,7 @@ func (b *Bus) Close() error {
 		b.c.SetPublisher(nil)
 		b.c.SetLocalServing(false)
 		b.healthy.Store(false)
-		err = b.ps.Close()
+		err = b.closeSub()
 		b.wg.Wait()
 		ctx, cancel := context.WithTimeout(context.Background(), b.opts.PublishTimeout)
 		_ = b.pub.HDel(ctx, b.presence, b.id).Err() // gone: nobody waits for its acknowledgements

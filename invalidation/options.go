@@ -55,4 +55,8 @@ type Options struct {
 	// timed out (once until one is acknowledged). Default: the cache's
 	// Options.Logger, which discards everything unless set.
 	Logger *slog.Logger
+	// Transport chooses classic or sharded pub/sub (transport.go). Default
+	// TransportAuto: sharded when the cache's client is a
+	// *redis.ClusterClient. Every instance of a namespace must use the same.
+	Transport Transport
 }

@@ -87,8 +87,8 @@ func (b *Bus) PublishEpochDelivered(_ context.Context, epoch uint64) <-chan bool
 // event in the same round trip as the tombstones, right after them, and
 // reports whether it went out; the bus queues it for retry if not.
 func (b *Bus) PreparePublish(invs []cache.Invalidation) (string, []byte, func(sent, confirmed bool) <-chan bool) {
-	if len(invs) > MaxKeys {
-		return "", nil, nil // too big for one event: use Publish
+	if len(invs) > MaxKeys || b.sharded {
+		return "", nil, nil // too big for one event, or not a PUBLISH: use Publish
 	}
 	// The event always travels with its tombstones, even while earlier
 	// events wait in the queue for a retry: it must fail only when they do
@@ -207,7 +207,7 @@ func (b *Bus) send() {
 			continue
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), timeout)
-		err := b.pub.Publish(ctx, b.channel, head.payload).Err()
+		err := b.publish(ctx, b.pub, b.channel, head.payload).Err()
 		cancel()
 		if err != nil {
 			b.st.publishErrors.Add(1)

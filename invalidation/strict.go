@@ -181,7 +181,7 @@ func (b *Bus) ack(origin string, seq uint64) {
 		defer b.wg.Done()
 		ctx, cancel := context.WithTimeout(context.Background(), b.opts.HealthWindow)
 		defer cancel()
-		_ = b.pub.Publish(ctx, b.channel+":acks:"+origin, b.id+" "+strconv.FormatUint(seq, 10)).Err()
+		_ = b.publish(ctx, b.pub, b.ackChannel(origin), b.id+" "+strconv.FormatUint(seq, 10)).Err()
 	}()
 }
 

@@ -20,7 +20,7 @@ func (b *Bus) receive() {
 	ctx := context.Background()
 	backoff := 10 * time.Millisecond
 	for !b.closed() {
-		msg, err := b.ps.ReceiveTimeout(ctx, b.opts.HealthWindow)
+		msg, err := b.sub().ReceiveTimeout(ctx, b.opts.HealthWindow)
 		if err != nil {
 			var nerr interface{ Timeout() bool }
 			timeout := errors.As(err, &nerr) && nerr.Timeout()
@@ -32,6 +32,7 @@ func (b *Bus) receive() {
 			if b.closed() || errors.Is(err, redis.ErrClosed) {
 				return
 			}
+			b.rerouted(err) // sharded: a subscription on a node without the slot is made again
 			if timeout {
 				continue // silence: the pinger keeps asking
 			}
@@ -46,7 +47,11 @@ func (b *Bus) receive() {
 		b.heard.Store(time.Now().UnixNano())
 		switch m := msg.(type) {
 		case *redis.Subscription:
-			if m.Kind == "subscribe" && m.Channel == b.channel {
+			if m.Kind == "sunsubscribe" { // sharded: the node lost the slot (migration, failover)
+				b.resubscribe()
+				continue
+			}
+			if (m.Kind == "subscribe" || m.Kind == "ssubscribe") && m.Channel == b.channel {
 				// A new subscription: whatever was published before it is
 				// unknown to us. Forget L1 and re-read the epoch.
 				n := b.st.subscribes.Add(1)
@@ -197,7 +202,7 @@ func (b *Bus) ping() {
 		_, _ = b.pub.TxPipelined(ctx, func(p redis.Pipeliner) error {
 			p.HSet(ctx, b.presence, b.id, now)
 			p.PExpire(ctx, b.presence, time.Hour)
-			p.Publish(ctx, b.beat, now) // a lost heartbeat shows up as silence
+			b.publish(ctx, p, b.beat, now) // a lost heartbeat shows up as silence
 			return nil
 		})
 		cancel()

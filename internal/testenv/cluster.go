@@ -83,7 +83,6 @@ func StartCluster(t testing.TB) *Cluster {
 	return c
 }
 
-
 // Addrs are the addresses of every node, primaries and replicas.
 func (c *Cluster) Addrs() []string {
 	out := make([]string, len(c.Nodes))
