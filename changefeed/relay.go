@@ -37,6 +37,7 @@ type Relay struct {
 	pks           map[string][]string // "schema.table" → primary-key columns
 	forceRecreate bool                // the stream said the slot can no longer deliver
 	pendingRetire map[*cache.Cache]bool
+	busySince     time.Time // first "slot is active" refusal in a row
 
 	running atomic.Bool
 	closed  atomic.Bool
@@ -44,14 +45,20 @@ type Relay struct {
 	cancel  context.CancelFunc
 	done    chan struct{}
 	st      Stats
+	// caughtUp: a keepalive came with no transaction pending since the
+	// last applied one (the stream held nothing more).
+	caughtUp bool
 }
 
 // Stats describes a Relay's progress.
 type Stats struct {
 	AppliedTxns uint64 // committed transactions whose invalidations were applied
 	AppliedRows uint64 // row changes among them
-	// LastCommit is the commit time of the last applied transaction, and
-	// Lag is now minus it (0 before the first).
+	// LastCommit is the commit time of the last applied transaction. Lag
+	// is now minus it while the relay has not caught up since (a
+	// transaction received and not yet applied, or no keepalive heard since
+	// the last one), else 0: the feed's delay when writes flow, and how
+	// long it has been stuck when it is.
 	LastCommit time.Time
 	Lag        time.Duration
 	// AckedLSN is the last position acknowledged to PostgreSQL (as
@@ -197,11 +204,12 @@ func (r *Relay) Close() error {
 // Stats returns the relay's counters and state.
 func (r *Relay) Stats() Stats {
 	r.mu.Lock()
+	caughtUp := r.caughtUp
 	s := r.st
 	s.Unsupported = append([]string(nil), r.st.Unsupported...)
 	r.mu.Unlock()
 	s.Leader, s.IsLeader, s.FencingToken = r.lease.snapshot()
-	if !s.LastCommit.IsZero() {
+	if !s.LastCommit.IsZero() && !caughtUp {
 		s.Lag = max(r.o.Now().Sub(s.LastCommit), 0)
 	}
 	return s

@@ -58,6 +58,16 @@ func (r *Relay) session(ctx context.Context) error {
 	})
 	if err != nil {
 		if pgCode(err) == "55006" {
+			// Another walsender streams the slot: a predecessor whose
+			// connection PostgreSQL has not seen close, or one that lost
+			// its lease (it stopped acknowledging before this relay could
+			// acquire it). After a lease lifetime it is ended.
+			if r.busySince.IsZero() {
+				r.busySince = time.Now()
+			} else if time.Since(r.busySince) > r.o.LeaseTTL && r.lease.valid() {
+				_, terr := query(ctx, sqlConn, `SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE slot_name = $1 AND active_pid IS NOT NULL`, r.o.Slot)
+				r.report(fmt.Errorf("gormcache: change feed: ending the walsender that still holds slot %s (%v)", r.o.Slot, terr))
+			}
 			return fmt.Errorf("%w: %v", errSlotBusy, err)
 		}
 		if slotGone(err) {
@@ -65,6 +75,7 @@ func (r *Relay) session(ctx context.Context) error {
 		}
 		return fmt.Errorf("gormcache: change feed: START_REPLICATION: %w", err)
 	}
+	r.busySince = time.Time{}
 	s := &stream{r: r, repl: repl, sql: sqlConn, applied: start}
 	return s.loop(ctx)
 }
@@ -202,8 +213,13 @@ type stream struct {
 	sql     *pgconn.PgConn
 	applied pglogrepl.LSN // end of the last applied transaction (or idle WAL end)
 	acked   pglogrepl.LSN
+	lastAck time.Time
 	tx      *txn
 }
+
+// ackEvery is the shortest interval between acknowledgements of commits:
+// under load one status update covers many transactions.
+const ackEvery = 10 * time.Millisecond
 
 func (s *stream) loop(ctx context.Context) error {
 	r := s.r
@@ -265,8 +281,11 @@ func (s *stream) loop(ctx context.Context) error {
 				}
 				// Idle, with everything received applied: the WAL up to
 				// the server's end holds nothing more for this slot.
-				if s.tx == nil && pkm.ServerWALEnd > s.applied {
-					s.applied = pkm.ServerWALEnd
+				if s.tx == nil {
+					s.applied = max(s.applied, pkm.ServerWALEnd)
+					r.mu.Lock()
+					r.caughtUp = true
+					r.mu.Unlock()
 				}
 				reply = reply || pkm.ReplyRequested
 			case pglogrepl.XLogDataByteID:
@@ -278,8 +297,10 @@ func (s *stream) loop(ctx context.Context) error {
 				if err != nil {
 					return err
 				}
-				if committed {
-					reply = true // acknowledge at once: the next loop checks the lease first
+				if committed { // acknowledge soon (the next loop checks the lease first)
+					if soon := s.lastAck.Add(ackEvery); soon.Before(nextStatus) {
+						nextStatus = soon
+					}
 				}
 			}
 		}
@@ -295,7 +316,10 @@ func (s *stream) ack(ctx context.Context) error {
 	if !s.r.lease.valid() {
 		return ErrLeaseLost
 	}
-	err := pglogrepl.SendStandbyStatusUpdate(ctx, s.repl, pglogrepl.StandbyStatusUpdate{WALWritePosition: s.applied})
+	// Between transactions, ask for a keepalive: it says whether the
+	// stream holds more (Stats.Lag).
+	err := pglogrepl.SendStandbyStatusUpdate(ctx, s.repl, pglogrepl.StandbyStatusUpdate{WALWritePosition: s.applied, ReplyRequested: s.tx == nil})
+	s.lastAck = time.Now()
 	if err != nil {
 		return fmt.Errorf("gormcache: change feed: standby status: %w", err)
 	}
@@ -341,6 +365,9 @@ func (s *stream) handle(ctx context.Context, data []byte) (committed bool, err e
 	switch m := msg.(type) {
 	case *pglogrepl.BeginMessage:
 		s.tx = newTxn(r.o.MaxTxnKeys)
+		r.mu.Lock()
+		r.caughtUp = false
+		r.mu.Unlock()
 		for c := range r.pendingRetire {
 			s.tx.retireCache(c)
 		}
