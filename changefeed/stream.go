@@ -214,8 +214,20 @@ type stream struct {
 	applied pglogrepl.LSN // end of the last applied transaction (or idle WAL end)
 	acked   pglogrepl.LSN
 	lastAck time.Time
-	tx      *txn
+	tx      *txn // the transaction being received
+	// batch holds committed transactions received back to back, applied
+	// together when the stream pauses (batchIdle), when the oldest has
+	// waited batchAge, at maxBatch transactions or MaxTxnKeys keys, and
+	// before any acknowledgement.
+	batch      *txn
+	batchSince time.Time
 }
+
+const (
+	batchIdle = time.Millisecond
+	batchAge  = 5 * time.Millisecond
+	maxBatch  = 256
+)
 
 // ackEvery is the shortest interval between acknowledgements of commits:
 // under load one status update covers many transactions.
@@ -244,7 +256,15 @@ func (s *stream) loop(ctx context.Context) error {
 			}
 			nextPoll = now.Add(r.o.PollInterval)
 		}
+		if s.batch != nil && !now.Before(s.batchSince.Add(batchAge)) {
+			if err := s.flush(ctx); err != nil {
+				return err
+			}
+		}
 		wait := now.Add(r.o.LeaseTTL / 10)
+		if s.batch != nil {
+			wait = now.Add(batchIdle)
+		}
 		for _, t := range []time.Time{nextStatus, nextPoll} {
 			if t.Before(wait) {
 				wait = t
@@ -255,6 +275,9 @@ func (s *stream) loop(ctx context.Context) error {
 		cancel()
 		if err != nil {
 			if pgconn.Timeout(err) && ctx.Err() == nil {
+				if err := s.flush(ctx); err != nil { // nothing more arrived: apply what came
+					return err
+				}
 				continue
 			}
 			if slotGone(err) {
@@ -282,6 +305,9 @@ func (s *stream) loop(ctx context.Context) error {
 				// Idle, with everything received applied: the WAL up to
 				// the server's end holds nothing more for this slot.
 				if s.tx == nil {
+					if err := s.flush(ctx); err != nil {
+						return err
+					}
 					s.applied = max(s.applied, pkm.ServerWALEnd)
 					r.mu.Lock()
 					r.caughtUp = true
@@ -307,9 +333,17 @@ func (s *stream) loop(ctx context.Context) error {
 	}
 }
 
-// ack reports the applied position to PostgreSQL (as written, flushed and
-// applied), which lets the slot's confirmed_flush_lsn advance to it.
+// ack applies the batch, then reports the applied position.
 func (s *stream) ack(ctx context.Context) error {
+	if err := s.flush(ctx); err != nil {
+		return err
+	}
+	return s.status(ctx)
+}
+
+// status reports the applied position to PostgreSQL (as written, flushed
+// and applied), which lets the slot's confirmed_flush_lsn advance to it.
+func (s *stream) status(ctx context.Context) error {
 	if s.applied == 0 {
 		return nil
 	}
@@ -318,7 +352,7 @@ func (s *stream) ack(ctx context.Context) error {
 	}
 	// Between transactions, ask for a keepalive: it says whether the
 	// stream holds more (Stats.Lag).
-	err := pglogrepl.SendStandbyStatusUpdate(ctx, s.repl, pglogrepl.StandbyStatusUpdate{WALWritePosition: s.applied, ReplyRequested: s.tx == nil})
+	err := pglogrepl.SendStandbyStatusUpdate(ctx, s.repl, pglogrepl.StandbyStatusUpdate{WALWritePosition: s.applied, ReplyRequested: s.tx == nil && s.batch == nil})
 	s.lastAck = time.Now()
 	if err != nil {
 		return fmt.Errorf("gormcache: change feed: standby status: %w", err)
@@ -393,20 +427,48 @@ func (s *stream) handle(ctx context.Context, data []byte) (committed bool, err e
 		if t == nil {
 			return false, nil
 		}
-		if err := s.apply(ctx, t); err != nil {
-			return false, err
-		}
 		s.tx = nil
-		s.applied = max(s.applied, m.TransactionEndLSN)
-		r.mu.Lock()
-		r.st.AppliedTxns++
-		r.st.AppliedRows += uint64(t.rows)
-		r.st.LastCommit = m.CommitTime
-		r.st.Retired += uint64(len(t.retire))
-		r.mu.Unlock()
+		t.end, t.commit, t.txns = m.TransactionEndLSN, m.CommitTime, 1
+		if s.batch != nil && s.batch.keys()+t.keys() > r.o.MaxTxnKeys {
+			if err := s.flush(ctx); err != nil {
+				return false, err
+			}
+		}
+		if s.batch == nil {
+			s.batch, s.batchSince = t, time.Now()
+		} else {
+			s.batch.merge(t)
+		}
+		if s.batch.txns >= maxBatch {
+			if err := s.flush(ctx); err != nil {
+				return false, err
+			}
+		}
 		return true, nil
 	}
 	return false, nil
+}
+
+// flush applies the batch of committed transactions (one InvalidateMany
+// per cache for all of them) and moves the applied position past them.
+func (s *stream) flush(ctx context.Context) error {
+	b := s.batch
+	if b == nil {
+		return nil
+	}
+	if err := s.apply(ctx, b); err != nil {
+		return err
+	}
+	s.batch = nil
+	s.applied = max(s.applied, b.end)
+	r := s.r
+	r.mu.Lock()
+	r.st.AppliedTxns += uint64(b.txns)
+	r.st.AppliedRows += uint64(b.rows)
+	r.st.LastCommit = b.commit
+	r.st.Retired += uint64(len(b.retire))
+	r.mu.Unlock()
+	return nil
 }
 
 // retire retires c with the current transaction (or the next).
@@ -619,6 +681,32 @@ type txn struct {
 	retire map[*cache.Cache]bool
 	done   map[*cache.Cache]bool // applied (a retry skips them)
 	rows   int
+	txns   int           // committed transactions merged in
+	end    pglogrepl.LSN // end of the last of them
+	commit time.Time     // its commit time
+}
+
+func (t *txn) keys() int {
+	n := 0
+	for _, m := range t.invs {
+		n += len(m)
+	}
+	return n
+}
+
+// merge adds the later committed transaction u.
+func (t *txn) merge(u *txn) {
+	for c := range u.retire {
+		t.retireCache(c)
+	}
+	for c, m := range u.invs {
+		for _, inv := range m {
+			t.add(c, inv)
+		}
+	}
+	t.rows += u.rows
+	t.txns += u.txns
+	t.end, t.commit = u.end, u.commit
 }
 
 func newTxn(max int) *txn {
@@ -676,7 +764,7 @@ func (s *stream) apply(ctx context.Context, t *txn) error {
 		r.mu.Lock()
 		r.st.ApplyRetries++
 		r.mu.Unlock()
-		if err := s.ack(ctx); err != nil {
+		if err := s.status(ctx); err != nil {
 			return err
 		}
 		select {
