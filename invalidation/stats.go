@@ -153,3 +153,7 @@ func (h *histogram) quantile(q float64) time.Duration {
 	}
 	return 0
 }
+
+// Namespace returns the namespace of the cache the bus keeps coherent (for
+// labelling its metrics).
+func (b *Bus) Namespace() string { return b.ns }
