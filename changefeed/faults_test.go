@@ -270,3 +270,45 @@ func TestKill9(t *testing.T) {
 	e.fresh(ids...)
 	t.Logf("after kill -9: %+v", r.Stats())
 }
+
+// TestSlotInvalidated: PostgreSQL invalidates the slot (wal_status lost,
+// past max_slot_wal_keep_size) while no relay runs: the next relay retires
+// every cache, drops and recreates the slot, and counts it. It changes
+// max_slot_wal_keep_size of the logical test cluster for its duration.
+func TestSlotInvalidated(t *testing.T) {
+	e := newEnv(t, 2)
+	ids := e.rows(3)
+	r := start(t, e.options(0))
+	e.streaming(r)
+	e.warm(ids...)
+	r.stop(t)
+	e.exec(`ALTER SYSTEM SET max_slot_wal_keep_size = '1MB'`)
+	t.Cleanup(func() {
+		e.base.Exec(`ALTER SYSTEM RESET max_slot_wal_keep_size`)
+		e.base.Exec(`SELECT pg_reload_conf()`)
+	})
+	e.exec(`SELECT pg_reload_conf()`)
+	e.exec(`UPDATE "` + e.docsTable() + `" SET title = 'in the lost WAL', version = version + 1 WHERE id = 1`)
+	testenv.Eventually(t, 60*time.Second, func() bool {
+		for range 3 {
+			e.exec(`INSERT INTO "` + e.usersTable() + `" (id, token, name) SELECT g, 'filler' || g, repeat('x', 100) FROM generate_series(1000, 1100) g ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name || 'y'`)
+			e.exec(`SELECT pg_switch_wal()`)
+		}
+		e.exec(`CHECKPOINT`)
+		var status string
+		e.base.Raw(`SELECT COALESCE(wal_status, '') FROM pg_replication_slots WHERE slot_name = ?`, e.slot).Scan(&status)
+		return status == "lost"
+	}, "PostgreSQL did not invalidate the slot")
+	e.exec(`ALTER SYSTEM RESET max_slot_wal_keep_size`)
+	e.exec(`SELECT pg_reload_conf()`)
+	epochs := e.in[1].c.Stats().EpochChanges
+	r2 := start(t, e.options(1))
+	e.streaming(r2)
+	if got := r2.Stats().SlotLost; got != 1 {
+		t.Fatalf("SlotLost = %d, want 1", got)
+	}
+	testenv.Eventually(t, feedBound, func() bool { return e.in[1].c.Stats().EpochChanges > epochs }, "no new epoch")
+	e.fresh(ids...)
+	e.exec(`UPDATE "` + e.docsTable() + `" SET title = 'after', version = version + 1 WHERE id = 2`)
+	e.fresh(2)
+}

@@ -7,8 +7,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gormcache/gormcache/cache"
 	"github.com/gormcache/gormcache/changefeed"
 	"github.com/gormcache/gormcache/internal/testenv"
+	"github.com/gormcache/gormcache/invalidation"
 )
 
 // TestRawWrites: writes by another connection, through no cache (UPDATE,
@@ -237,4 +239,43 @@ func TestFeedThroughput(t *testing.T) {
 	n := float64(writers * each)
 	t.Logf("%d single-row commits in %v (%.0f/s written); all applied after %v (%.0f/s); max lag seen at the end %v; stats %+v",
 		writers*each, wrote, n/wrote.Seconds(), took, n/took.Seconds(), maxLag, r.Stats())
+}
+
+// TestDescribedTables: a relay with no repository and its own cache (as
+// cmd/gormcache-relay runs) keys rows as the instances' repositories do.
+func TestDescribedTables(t *testing.T) {
+	e := newEnv(t, 2)
+	ids := e.rows(3)
+	ctx := context.Background()
+	c, err := cache.New(ctx, cache.Options{Redis: testenv.Redis(t), Namespace: e.ns, L1MaxBytes: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	bus, err := invalidation.New(ctx, c, invalidation.Options{InstanceID: "standalone"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { bus.Close() })
+	o := e.options(0)
+	o.Cache, o.DB, o.Tables = c, nil, nil
+	o.Describe = []changefeed.Table{{Name: e.docsTable(), Version: "version"}, {Name: e.usersTable(), Uniques: []string{"token"}}}
+	r := start(t, o)
+	e.streaming(r)
+	e.warm(ids...)
+	for _, in := range e.in {
+		if _, err := in.users.GetBy(ctx, "token", "new-token"); err == nil {
+			t.Fatal("new-token found before it exists")
+		}
+	}
+	e.exec(`UPDATE "` + e.docsTable() + `" SET title = 'x', version = version + 1 WHERE id = 1`)
+	e.exec(`UPDATE "` + e.usersTable() + `" SET name = 'x', token = 'new-token' WHERE id = 2`)
+	e.exec(`DELETE FROM "` + e.docsTable() + `" WHERE id = 3`)
+	e.fresh(ids...)
+	for i, in := range e.in {
+		testenv.Eventually(t, feedBound, func() bool {
+			v, err := in.users.GetBy(ctx, "token", "new-token")
+			return err == nil && v.ID == 2
+		}, "instance %d does not find the new unique value", i)
+	}
 }
