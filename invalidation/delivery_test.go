@@ -28,37 +28,16 @@ func TestWriteWaitsForItsEvent(t *testing.T) {
 			if !guarded {
 				defer failpoint.Disable(failpoint.GuardDelivery)()
 			}
-			srv := testenv.StartRedis(t)
-			admin := redis.NewClient(&redis.Options{Addr: srv.Addr()})
-			defer admin.Close()
 			ctx := context.Background()
-			if err := admin.Do(ctx, "ACL", "SETUSER", "writer", "on", ">pw", "~*", "&*", "+@all").Err(); err != nil {
-				t.Fatal(err)
-			}
-			reader := newCluster(t, srv.Addr(), 1, nil).ins[0]
-			wdb := redis.NewClient(&redis.Options{Addr: srv.Addr(), Username: "writer", Password: "pw", ContextTimeoutEnabled: true, MaxRetries: -1})
-			defer wdb.Close()
-			wc, err := cache.New(ctx, cache.Options{Redis: wdb, Namespace: reader.c.Namespace(), WriteTimeout: 300 * time.Millisecond, EpochInterval: 100 * time.Millisecond})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer wc.Close()
-			wb, err := New(ctx, wc, Options{InstanceID: "writer"})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer wb.Close()
-
+			reader, wc, refuse := refusedPublishFleet(t, 100*time.Millisecond)
 			s := newStore()
 			s.bump("k")
 			if v := reader.read(t, s, "k"); v != 1 {
 				t.Fatalf("read v%d", v)
 			}
-			if err := admin.Do(ctx, "ACL", "SETUSER", "writer", "-publish").Err(); err != nil {
-				t.Fatal(err)
-			}
+			refuse()
 			v := s.bump("k")
-			err = wc.Invalidate(ctx, "k", v)
+			err := wc.Invalidate(ctx, "k", v)
 			acked := time.Now()
 			switch {
 			case guarded && !errors.Is(err, cache.ErrInvalidationUnconfirmed):
@@ -94,38 +73,17 @@ func TestRetireAllWaitsForItsEvent(t *testing.T) {
 			if !guarded {
 				defer failpoint.Disable(failpoint.GuardDelivery)()
 			}
-			srv := testenv.StartRedis(t)
-			admin := redis.NewClient(&redis.Options{Addr: srv.Addr()})
-			defer admin.Close()
 			ctx := context.Background()
-			if err := admin.Do(ctx, "ACL", "SETUSER", "writer", "on", ">pw", "~*", "&*", "+@all").Err(); err != nil {
-				t.Fatal(err)
-			}
-			reader := newCluster(t, srv.Addr(), 1, func(co *cache.Options, _ *Options) { co.EpochInterval = time.Hour }).ins[0]
-			wdb := redis.NewClient(&redis.Options{Addr: srv.Addr(), Username: "writer", Password: "pw", ContextTimeoutEnabled: true, MaxRetries: -1})
-			defer wdb.Close()
-			wc, err := cache.New(ctx, cache.Options{Redis: wdb, Namespace: reader.c.Namespace(), WriteTimeout: 300 * time.Millisecond, EpochInterval: time.Hour})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer wc.Close()
-			wb, err := New(ctx, wc, Options{InstanceID: "writer"})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer wb.Close()
-
+			reader, wc, refuse := refusedPublishFleet(t, time.Hour)
 			s := newStore()
 			s.bump("k")
 			reader.read(t, s, "k")
 			if v := reader.read(t, s, "k"); v != 1 {
 				t.Fatalf("read v%d", v)
 			}
-			if err := admin.Do(ctx, "ACL", "SETUSER", "writer", "-publish").Err(); err != nil {
-				t.Fatal(err)
-			}
+			refuse()
 			v := s.bump("k") // a write whose keys the writer does not know
-			err = wc.RetireAll(ctx)
+			err := wc.RetireAll(ctx)
 			if guarded {
 				if !errors.Is(err, cache.ErrInvalidationUnconfirmed) {
 					t.Fatalf("RetireAll whose event could not be published: %v, want ErrInvalidationUnconfirmed", err)
@@ -140,5 +98,39 @@ func TestRetireAllWaitsForItsEvent(t *testing.T) {
 				t.Fatalf("the reader read v%d after the bump: the scenario does not exercise the delivery wait", got)
 			}
 		})
+	}
+}
+
+// refusedPublishFleet starts a Redis of its own with a reader instance (cache
+// and bus) and a writer cache with its bus, connected as an ACL user; both
+// caches re-read the epoch every epochInterval. refuse takes PUBLISH away
+// from the writer's user: its tombstones and epoch bumps still land, its
+// events do not.
+func refusedPublishFleet(t *testing.T, epochInterval time.Duration) (reader instance, writer *cache.Cache, refuse func()) {
+	t.Helper()
+	srv := testenv.StartRedis(t)
+	admin := redis.NewClient(&redis.Options{Addr: srv.Addr()})
+	t.Cleanup(func() { admin.Close() })
+	ctx := context.Background()
+	if err := admin.Do(ctx, "ACL", "SETUSER", "writer", "on", ">pw", "~*", "&*", "+@all").Err(); err != nil {
+		t.Fatal(err)
+	}
+	reader = newCluster(t, srv.Addr(), 1, func(co *cache.Options, _ *Options) { co.EpochInterval = epochInterval }).ins[0]
+	wdb := redis.NewClient(&redis.Options{Addr: srv.Addr(), Username: "writer", Password: "pw", ContextTimeoutEnabled: true, MaxRetries: -1})
+	t.Cleanup(func() { wdb.Close() })
+	wc, err := cache.New(ctx, cache.Options{Redis: wdb, Namespace: reader.c.Namespace(), WriteTimeout: 300 * time.Millisecond, EpochInterval: epochInterval})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wb, err := New(ctx, wc, Options{InstanceID: "writer"})
+	if err != nil {
+		wc.Close()
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { wb.Close(); wc.Close() })
+	return reader, wc, func() {
+		if err := admin.Do(ctx, "ACL", "SETUSER", "writer", "-publish").Err(); err != nil {
+			t.Fatal(err)
+		}
 	}
 }
