@@ -40,6 +40,12 @@ func TestRawWrites(t *testing.T) {
 	e.exec(`UPDATE "` + d + `" SET title = 'd1', version = version + 1 WHERE id = 1`)
 	e.exec(`UPDATE "` + u + `" SET name = 'u1' WHERE id = 1`)
 	step("update", 1)
+	// UPDATE of a versioned row by a writer that leaves the version as it
+	// is (no trigger, default replica identity): the cached row at that
+	// version must go all the same.
+	e.warm(1)
+	e.exec(`UPDATE "` + d + `" SET title = 'd1-same-version' WHERE id = 1`)
+	step("update, version unchanged", 1)
 	// DELETE.
 	e.exec(`DELETE FROM "` + d + `" WHERE id = 2`)
 	e.exec(`DELETE FROM "` + u + `" WHERE id = 2`)

@@ -614,12 +614,19 @@ func (s *stream) rowInvs(t *txn, rel *relation, b binding, old, cur *pglogrepl.T
 			break
 		}
 		inv.Version = v
-		// With REPLICA IDENTITY FULL the old version is known: a write
-		// that did not raise it is retired, as the plugin retires a write
-		// of unknown version.
+		// A writer around the library may leave the version as it was: a
+		// tombstone at v would keep the entry cached at v, now wrong. Only
+		// with REPLICA IDENTITY FULL is the old version known; otherwise
+		// the key is retired with floor v (the cached entry goes, fills of
+		// v or newer land again), which costs a miss, never a stale row.
+		inv.Retire = true
 		if old != nil && vi < len(old.Columns) && old.Columns[vi].DataType == pglogrepl.TupleDataTypeText {
-			if ov, err := strconv.ParseUint(string(old.Columns[vi].Data), 10, 64); err == nil && ov >= v {
-				inv.Version, inv.Retire = 0, true
+			if ov, err := strconv.ParseUint(string(old.Columns[vi].Data), 10, 64); err == nil {
+				if ov >= v {
+					inv.Version = 0 // the version went back or stayed: no floor
+				} else {
+					inv.Retire = false // raised: an ordinary versioned invalidation
+				}
 			}
 		}
 	}
