@@ -152,6 +152,9 @@ func TestFailover(t *testing.T) {
 	leader.stop(t)
 	testenv.Eventually(t, feedBound, func() bool { return other.Stats().IsLeader }, "no takeover after the leader closed")
 	w.wait(t)
+	// Writes after the takeover: only the new leader runs, so it must
+	// stream them (the first writer may have finished before it took over).
+	e.write(ids[:10], time.Millisecond).wait(t)
 	e.fresh(ids...)
 	close(stop)
 	polls.Wait()
