@@ -36,6 +36,7 @@ func LogicalPG(t testing.TB) string {
 	case err == nil && level == "logical":
 		return dsn
 	case !set:
+		noticeSkip(EnvPostgresLogical)
 		t.Skipf("%s not set and no PostgreSQL with wal_level = logical answers at %q: run `make services` (or `make test`)", EnvPostgresLogical, dsn)
 	case err != nil:
 		t.Fatalf("postgres (%s) does not answer: %v", dsn, err)

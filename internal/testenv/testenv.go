@@ -43,6 +43,7 @@ func need(t testing.TB, env string) string {
 	t.Helper()
 	v := os.Getenv(env)
 	if v == "" {
+		noticeSkip(env)
 		t.Skipf("%s not set: run `make test` to start Redis and PostgreSQL and run every test", env)
 	}
 	return v
