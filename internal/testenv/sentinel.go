@@ -98,6 +98,7 @@ func (s *SentinelProc) start(t testing.TB) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	cmd := exec.Command("redis-server", s.conf, "--sentinel")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL} // a killed test binary leaves no server behind
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start redis-sentinel: %v", err)
 	}
