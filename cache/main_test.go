@@ -3,11 +3,11 @@ package cache
 import (
 	"testing"
 
-	"go.uber.org/goleak"
+	"github.com/gormcache/gormcache/internal/leakcheck"
 )
 
 // TestMain fails the package if any test leaves a goroutine running: Close
 // must stop the maintenance loop, bigcache's cleaner and background fills.
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m)
+	leakcheck.VerifyTestMain(m)
 }

@@ -10,14 +10,14 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
-	"go.uber.org/goleak"
 
 	"github.com/gormcache/gormcache/cache"
+	"github.com/gormcache/gormcache/internal/leakcheck"
 	"github.com/gormcache/gormcache/internal/testenv"
 )
 
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m)
+	leakcheck.VerifyTestMain(m)
 }
 
 // store is the source of truth shared by the instances of a test: versioned

@@ -3,10 +3,10 @@ package repository
 import (
 	"testing"
 
-	"go.uber.org/goleak"
+	"github.com/gormcache/gormcache/internal/leakcheck"
 )
 
 // TestMain fails the package if any test leaves a goroutine running.
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m)
+	leakcheck.VerifyTestMain(m)
 }

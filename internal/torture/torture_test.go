@@ -8,9 +8,8 @@ import (
 	"testing"
 	"time"
 
-	"go.uber.org/goleak"
-
 	"github.com/gormcache/gormcache/internal/failpoint"
+	"github.com/gormcache/gormcache/internal/leakcheck"
 )
 
 var (
@@ -29,7 +28,7 @@ func TestMain(m *testing.M) {
 	if IsChild(os.Args) {
 		os.Exit(RunChild(os.Args[1:], os.Stdin, os.Stdout))
 	}
-	goleak.VerifyTestMain(m)
+	leakcheck.VerifyTestMain(m)
 }
 
 // allFaults weighs every fault kind equally.
