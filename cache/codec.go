@@ -35,7 +35,8 @@ type TypeChecker interface {
 // any JSON or msgpack codec, with fewer allocations (decoded strings alias the
 // entry's private buffer). It was chosen by measurement: BenchmarkCodec in
 // bench_test.go, where decoding, which dominates an L1 hit, is compared in one
-// run against goccy/go-json, encoding/json and msgpack.
+// run against goccy/go-json and encoding/json, and the same benchmark with
+// msgpack too in the benchmarks module (benchmarks/codec).
 //
 // A positional format is safe here only because every entry carries the
 // fingerprint of its Go type: bytes written for another shape of the type are

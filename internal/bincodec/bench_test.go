@@ -5,8 +5,8 @@ import (
 	"time"
 )
 
-// The comparison with JSON and msgpack codecs on the same row is
-// BenchmarkCodec in package cache.
+// The comparison with the JSON codecs on the same row is BenchmarkCodec in
+// package cache.
 
 func BenchmarkUnmarshalRow(b *testing.B) {
 	data, err := Marshal(benchRow())
