@@ -3,6 +3,7 @@ package changefeed_test
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/exec"
 	"strings"
@@ -173,7 +174,10 @@ func TestFailover(t *testing.T) {
 func TestWalsenderTerminated(t *testing.T) {
 	e := newEnv(t, 2)
 	ids := e.rows(40)
-	r := start(t, e.options(0))
+	logs := &testenv.LogRecorder{}
+	o := e.options(0)
+	o.Logger = slog.New(logs)
+	r := start(t, o)
 	e.streaming(r)
 	e.warm(ids...)
 	w := e.write(ids, 5*time.Millisecond)
@@ -182,6 +186,16 @@ func TestWalsenderTerminated(t *testing.T) {
 	testenv.Eventually(t, feedBound, func() bool { return r.Stats().Reconnects > 0 }, "relay did not notice its walsender was terminated")
 	w.wait(t)
 	e.fresh(ids...)
+	// State changes are logged, each once: the lease taken, the stream
+	// ended, the stream resumed.
+	slot := map[string]string{"slot": e.slot}
+	testenv.Eventually(t, feedBound, func() bool { return len(logs.Matching(slog.LevelInfo, slot)) >= 2 }, "resumption not logged")
+	if n := len(logs.Matching(slog.LevelWarn, slot)); n != 1 {
+		t.Errorf("%d warnings for one terminated walsender, want 1", n)
+	}
+	if n := len(logs.Matching(slog.LevelInfo, map[string]string{"slot": e.slot, "fencing_token": ""})); n != 1 {
+		t.Errorf("leadership logged %d times, want 1", n)
+	}
 	t.Logf("stats %+v", r.Stats())
 }
 
@@ -237,6 +251,9 @@ const childEnv = "GORMCACHE_CHANGEFEED_CHILD"
 func TestMain(m *testing.M) {
 	if spec := os.Getenv(childEnv); spec != "" {
 		os.Exit(runChild(spec))
+	}
+	if spec := os.Getenv(writerEnv); spec != "" {
+		os.Exit(runWriter(spec))
 	}
 	os.Exit(m.Run())
 }

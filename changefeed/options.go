@@ -3,6 +3,7 @@ package changefeed
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"strings"
 	"time"
@@ -110,6 +111,11 @@ type Options struct {
 	// OnError, if set, is told of every error the relay recovers from
 	// (reconnections, retried invalidations, lost slots). It must be fast.
 	OnError func(err error)
+	// Logger receives the relay's state changes, never one line per
+	// transaction: leadership taken and lost, the stream ending and
+	// resuming, a lost slot, tables the feed cannot key. Default: nothing
+	// is logged.
+	Logger *slog.Logger
 }
 
 // Table describes how a table's rows are cached, for tables no repository
@@ -141,6 +147,9 @@ func (o *Options) withDefaults() (Options, error) {
 	}
 	if _, err := pgconn.ParseConfig(v.ConnString); err != nil {
 		return bad("ConnString: %v", err)
+	}
+	if v.Logger == nil {
+		v.Logger = slog.New(slog.DiscardHandler)
 	}
 	if v.Cache == nil {
 		return bad("Cache is required")

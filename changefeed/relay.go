@@ -38,6 +38,9 @@ type Relay struct {
 	forceRecreate bool                // the stream said the slot can no longer deliver
 	pendingRetire map[*cache.Cache]bool
 	busySince     time.Time // first "slot is active" refusal in a row
+	leading       bool      // logged as the leader (state changes only)
+	failing       bool      // logged the stream as ended, not yet as resumed
+	badLogged     string    // the unsupported tables last logged
 
 	running atomic.Bool
 	closed  atomic.Bool
@@ -162,6 +165,7 @@ func (r *Relay) Run(ctx context.Context) error {
 			case <-time.After(r.o.LeaseTTL / 3):
 			}
 		}
+		r.logLeading(true)
 		start := time.Now()
 		before := r.Stats().AppliedTxns
 		err := r.session(ctx)
@@ -172,6 +176,7 @@ func (r *Relay) Run(ctx context.Context) error {
 			return err
 		}
 		r.report(err)
+		r.logEnded(err)
 		r.mu.Lock()
 		r.st.Reconnects++
 		r.mu.Unlock()
@@ -184,6 +189,48 @@ func (r *Relay) Run(ctx context.Context) error {
 		case <-time.After(backoff):
 		}
 		backoff = min(2*backoff, r.o.MaxBackoff)
+	}
+}
+
+// logLeading logs a change of leadership (owned by Run's goroutine).
+func (r *Relay) logLeading(now bool) {
+	if now == r.leading {
+		return
+	}
+	r.leading = now
+	_, _, token := r.lease.snapshot()
+	if now {
+		r.o.Logger.Info("gormcache: change feed relay holds the lease; streaming", "slot", r.o.Slot, "instance", r.o.InstanceID, "fencing_token", token)
+		return
+	}
+	r.o.Logger.Info("gormcache: change feed relay lost the lease; standing by", "slot", r.o.Slot, "instance", r.o.InstanceID)
+}
+
+// logEnded logs the first end of a stream after it had been streaming
+// (reconnections that fail in a row are logged once), or the lease's loss.
+func (r *Relay) logEnded(err error) {
+	if !r.lease.valid() {
+		r.logLeading(false)
+		return
+	}
+	if !r.failing && !errors.Is(err, errSlotBusy) {
+		r.failing = true
+		r.o.Logger.Warn("gormcache: change feed stream ended; reconnecting (invalidations of other writers' commits wait)", "slot", r.o.Slot, "err", err)
+	}
+}
+
+// logStreaming logs that the stream resumed after logEnded, and the tables
+// the feed cannot key whenever that list changes.
+func (r *Relay) logStreaming(bad []string) {
+	if r.failing {
+		r.failing = false
+		r.o.Logger.Info("gormcache: change feed streaming again", "slot", r.o.Slot)
+	}
+	if s := strings.Join(bad, "; "); s != r.badLogged {
+		r.badLogged = s
+		if s != "" {
+			r.o.Logger.Warn("gormcache: change feed cannot key some tables' rows", "slot", r.o.Slot, "tables", s)
+		}
 	}
 }
 

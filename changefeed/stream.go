@@ -76,6 +76,7 @@ func (r *Relay) session(ctx context.Context) error {
 		return fmt.Errorf("gormcache: change feed: START_REPLICATION: %w", err)
 	}
 	r.busySince = time.Time{}
+	r.logStreaming(r.Stats().Unsupported)
 	s := &stream{r: r, repl: repl, sql: sqlConn, applied: start}
 	return s.loop(ctx)
 }
@@ -182,6 +183,7 @@ func (r *Relay) ensureSlot(ctx context.Context, conn *pgconn.PgConn, pubExisted,
 	r.st.SlotLost++
 	r.mu.Unlock()
 	r.report(fmt.Errorf("%w: slot %s was missing or invalidated; every cache was retired and the slot recreated", ErrSlotLost, r.o.Slot))
+	r.o.Logger.Warn("gormcache: change feed slot was missing or invalidated; every cache retired, slot recreated", "slot", r.o.Slot)
 	return nil
 }
 

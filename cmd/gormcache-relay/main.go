@@ -25,6 +25,7 @@ import (
 	"flag"
 	"fmt"
 	"log"
+	"log/slog"
 	"os"
 	"os/signal"
 	"strings"
@@ -110,15 +111,16 @@ func run(dsn, addr, ns, slot, pub, id string, leaseTTL, every time.Duration, tab
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	logger := slog.New(slog.NewTextHandler(os.Stderr, nil)) // state changes of the cache, the bus and the relay
 	rdb := redis.NewClient(&redis.Options{Addr: addr, ContextTimeoutEnabled: true})
 	defer rdb.Close()
 	// The relay only writes: no L1.
-	c, err := cache.New(ctx, cache.Options{Redis: rdb, Namespace: ns, L1MaxBytes: -1})
+	c, err := cache.New(ctx, cache.Options{Redis: rdb, Namespace: ns, L1MaxBytes: -1, Logger: logger})
 	if err != nil {
 		return err
 	}
 	defer c.Close()
-	bus, err := invalidation.New(ctx, c, invalidation.Options{InstanceID: id})
+	bus, err := invalidation.New(ctx, c, invalidation.Options{InstanceID: id, Logger: logger})
 	if err != nil {
 		return err
 	}
@@ -127,6 +129,7 @@ func run(dsn, addr, ns, slot, pub, id string, leaseTTL, every time.Duration, tab
 		ConnString: dsn, Cache: c, Describe: tables, Slot: slot, Publication: pub,
 		Redis: rdb, LeaseTTL: leaseTTL, InstanceID: id, // the default lease key, shared with relays embedded in instances
 		OnError: func(err error) { log.Print(err) },
+		Logger:  logger,
 	})
 	if err != nil {
 		return err
