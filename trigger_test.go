@@ -7,7 +7,6 @@ import (
 	"testing"
 	"unicode/utf8"
 
-	"github.com/glebarez/sqlite"
 	"gorm.io/driver/postgres"
 	"gorm.io/gorm"
 	"gorm.io/gorm/logger"
@@ -191,16 +190,23 @@ func TestVersionTriggerNames(t *testing.T) {
 	}
 }
 
+// otherDialector is a dialector that names another database: the
+// PostgreSQL one under the name of SQLite.
+type otherDialector struct{ *postgres.Dialector }
+
+func (otherDialector) Name() string { return "sqlite" }
+
 // TestVersionTriggerBadInput: a model without a version column, a database
 // that is not PostgreSQL and nil arguments are refused (no server needed:
-// the PostgreSQL handle is never connected).
+// the handles are never connected).
 func TestVersionTriggerBadInput(t *testing.T) {
-	lite, err := gorm.Open(sqlite.Open(":memory:"), &gorm.Config{Logger: logger.Discard})
+	const dsn = "host=127.0.0.1 port=1 dbname=none connect_timeout=1"
+	cfg := func() *gorm.Config { return &gorm.Config{Logger: logger.Discard, DisableAutomaticPing: true} }
+	lite, err := gorm.Open(otherDialector{postgres.Open(dsn).(*postgres.Dialector)}, cfg())
 	if err != nil {
 		t.Fatal(err)
 	}
-	pg, err := gorm.Open(postgres.Open("host=127.0.0.1 port=1 dbname=none connect_timeout=1"),
-		&gorm.Config{Logger: logger.Discard, DisableAutomaticPing: true})
+	pg, err := gorm.Open(postgres.Open(dsn), cfg())
 	if err != nil {
 		t.Fatal(err)
 	}
