@@ -2,16 +2,20 @@ package repository_test
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"os"
 
-	"github.com/alicebob/miniredis/v2"
-	"github.com/glebarez/sqlite"
 	"github.com/redis/go-redis/v9"
+	"gorm.io/driver/postgres"
 	"gorm.io/gorm"
 	"gorm.io/gorm/logger"
+	"gorm.io/gorm/schema"
 
 	"github.com/gormcache/gormcache/cache"
+	"github.com/gormcache/gormcache/internal/testenv"
 	"github.com/gormcache/gormcache/repository"
 )
 
@@ -22,20 +26,41 @@ type User struct {
 	repository.Version
 }
 
-// open gives the examples an embedded Redis and SQLite; use real ones in
-// production.
-func open() (*gorm.DB, *cache.Cache, func()) {
-	mr, err := miniredis.Run()
+// open connects the examples to the Redis and PostgreSQL of `make test`
+// (GORMCACHE_REDIS_ADDR and GORMCACHE_PG_DSN; TestMain skips the examples
+// when they are unset), with tables and keys of their own that done removes.
+// A program passes its own addresses.
+func open() (db *gorm.DB, c *cache.Cache, done func()) {
+	var b [4]byte
+	rand.Read(b[:])
+	name := "ex_" + hex.EncodeToString(b[:])
+	rdb := redis.NewClient(&redis.Options{Addr: os.Getenv(testenv.EnvRedis), ContextTimeoutEnabled: true})
+	db, err := gorm.Open(postgres.Open(os.Getenv(testenv.EnvPostgres)), &gorm.Config{
+		Logger:         logger.Discard,
+		NamingStrategy: schema.NamingStrategy{TablePrefix: name + "_"},
+	})
 	if err != nil {
 		panic(err)
 	}
-	rdb := redis.NewClient(&redis.Options{Addr: mr.Addr(), ContextTimeoutEnabled: true})
-	db, _ := gorm.Open(sqlite.Open("file::memory:"), &gorm.Config{Logger: logger.Discard})
 	sqlDB, _ := db.DB()
-	sqlDB.SetMaxOpenConns(1)
-	db.AutoMigrate(&User{})
-	c, _ := cache.New(context.Background(), cache.Options{Redis: rdb})
-	return db, c, func() { c.Close(); rdb.Close(); sqlDB.Close(); mr.Close() }
+	if err := db.AutoMigrate(&User{}); err != nil {
+		panic(err)
+	}
+	c, err = cache.New(context.Background(), cache.Options{Redis: rdb, Namespace: name})
+	if err != nil {
+		panic(err)
+	}
+	return db, c, func() {
+		c.Close()
+		var tables []string
+		db.Raw(`SELECT tablename FROM pg_tables WHERE schemaname = current_schema() AND starts_with(tablename, ?)`, name+"_").Scan(&tables)
+		for _, t := range tables {
+			db.Exec(`DROP TABLE IF EXISTS "` + t + `" CASCADE`)
+		}
+		testenv.DeletePrefix(rdb, name+":")
+		rdb.Close()
+		sqlDB.Close()
+	}
 }
 
 func Example() {
