@@ -162,6 +162,7 @@ func (t *trackedTx) Commit() error {
 	}
 	failpoint.Hit(ctx, failpoint.BeforeCommit, "")
 	err := t.inner.Commit()
+	failpoint.Hit(ctx, failpoint.AfterCommitBeforeInvalidate, "")
 	ierr := t.flush(ctx)
 	if err == nil {
 		err = ierr

@@ -10,6 +10,7 @@ import (
 
 	"github.com/gormcache/gormcache/cache"
 	"github.com/gormcache/gormcache/internal/bind"
+	"github.com/gormcache/gormcache/internal/failpoint"
 )
 
 // The write path: after GORM ran a create, update, delete or raw statement,
@@ -118,6 +119,7 @@ func (p *Plugin) route(db *gorm.DB, ch *changes) {
 		tx.mu.Unlock()
 		return
 	}
+	failpoint.Hit(db.Statement.Context, failpoint.AfterCommitBeforeInvalidate, "")
 	if err := p.apply(db.Statement.Context, pending, ch.retire, ch.strict); err != nil {
 		_ = db.AddError(err)
 	}

@@ -111,6 +111,7 @@ func Transaction(ctx context.Context, db *gorm.DB, fn func(tx *Tx) error, opts .
 	if !fnOK {
 		return err
 	}
+	failpoint.Hit(ctx, failpoint.AfterCommitBeforeInvalidate, "")
 	if ferr := st.flush(context.WithoutCancel(ctx)); err == nil {
 		err = ferr
 	}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/gormcache/gormcache/cache"
 	"github.com/gormcache/gormcache/internal/bind"
+	"github.com/gormcache/gormcache/internal/failpoint"
 )
 
 // Create inserts v. A versioned model with a zero Version is created at
@@ -240,6 +241,9 @@ func (r *Repository[T, ID]) uncertain(ctx context.Context, v *T, version uint64,
 // mappings of v's values in cols (nil: every unique column): at once, or
 // when the bound transaction commits.
 func (r *Repository[T, ID]) afterWrite(ctx context.Context, v *T, version uint64, cols []string) error {
+	if r.tx == nil {
+		failpoint.Hit(ctx, failpoint.AfterCommitBeforeInvalidate, "")
+	}
 	if cols == nil {
 		for col := range r.uniques {
 			cols = append(cols, col)

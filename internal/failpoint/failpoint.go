@@ -42,6 +42,14 @@ const (
 	// before COMMIT, and in the plugin's tracked transactions just before
 	// COMMIT; its key is "".
 	BeforeCommit = "repository/before-commit"
+	// AfterCommitBeforeInvalidate runs once a write has committed (or
+	// returned, for a write outside a transaction) and before its
+	// invalidations are applied: in a repository's write outside a
+	// transaction, in repository.Transaction after COMMIT, in the plugin's
+	// tracked transactions after COMMIT and for its writes outside a
+	// transaction. A process that dies here leaves the committed write to
+	// the change feed; its key is "".
+	AfterCommitBeforeInvalidate = "write/after-commit-before-invalidate"
 	// BeforeApply runs in a bus's receive loop before it applies an event
 	// from another instance; its key is the receiving instance's id.
 	BeforeApply = "invalidation/before-apply"
