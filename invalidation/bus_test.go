@@ -16,7 +16,11 @@ import (
 	"github.com/gormcache/gormcache/internal/testenv"
 )
 
+// TestMain fails the package if any test leaves a goroutine running. The
+// example runs against the shared Redis, and is skipped without it as the
+// tests that need it skip.
 func TestMain(m *testing.M) {
+	testenv.SkipExamplesWithout(testenv.EnvRedis)
 	leakcheck.VerifyTestMain(m)
 }
 

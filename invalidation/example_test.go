@@ -9,7 +9,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/alicebob/miniredis/v2"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/gormcache/gormcache/cache"
@@ -78,18 +77,13 @@ func (in *instance) close() {
 }
 
 // An invalidation made on one instance evicts the key on every other
-// instance of the namespace. The example runs against GORMCACHE_REDIS_ADDR
-// when it is set, else against an embedded Redis-compatible server.
+// instance of the namespace. The example runs against the Redis of
+// `make test` (GORMCACHE_REDIS_ADDR; TestMain skips it when that is unset).
 func Example() {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	addr, stop, err := exampleRedis()
-	if err != nil {
-		fmt.Println(err)
-		return
-	}
-	defer stop()
-	ns := uniqueNamespace() // one per application; unique here so that runs never meet
+	addr := os.Getenv("GORMCACHE_REDIS_ADDR") // a program passes its own
+	ns := uniqueNamespace()                   // one per application; unique here so that runs never meet
 	defer cleanup(addr, ns)
 
 	src := &db{row: Product{ID: 1, Name: "lamp", Version: 1}}
@@ -133,19 +127,6 @@ func Example() {
 	// a: lamp 1 b: lamp 1
 	// b evicted product:1 up to version 2
 	// b: desk lamp 2
-}
-
-// exampleRedis returns the address of the Redis the example uses: the one
-// `make test` starts (GORMCACHE_REDIS_ADDR), else an embedded server.
-func exampleRedis() (addr string, stop func(), err error) {
-	if addr := os.Getenv("GORMCACHE_REDIS_ADDR"); addr != "" {
-		return addr, func() {}, nil
-	}
-	mr, err := miniredis.Run()
-	if err != nil {
-		return "", nil, err
-	}
-	return mr.Addr(), mr.Close, nil
 }
 
 func uniqueNamespace() string {
