@@ -41,6 +41,12 @@ type Cache struct {
 	// read time, it holds even when the bus's goroutines have not run for a
 	// while (a paused process, a starved scheduler).
 	localUntil atomic.Int64
+	// sourced is set once an invalidation source controls the L1 gate
+	// (SetLocalServing, VouchLocal). Before that, with Redis and without
+	// Options.SingleInstance, L1 entries live at most DefaultStalenessBound
+	// (capL1); capWarned makes the log line that says so appear once.
+	sourced   atomic.Bool
+	capWarned atomic.Bool
 
 	// pendingBump counts invalidations that could not reach Redis;
 	// bumpCovered is the count already covered by an epoch bump. While they
@@ -363,6 +369,22 @@ func CheckType[T any](c *Cache) error {
 // useL1 reports whether L1 may be read and filled now.
 func (c *Cache) useL1(skip bool, now int64) bool {
 	return c.l1 != nil && !skip && c.vouched(now)
+}
+
+// capL1 reports whether L1 entries must live at most DefaultStalenessBound:
+// the cache shares Redis with possible other instances and nothing tells it
+// of their writes. The first time it does, it logs so.
+func (c *Cache) capL1() bool {
+	if c.l2 == nil || c.opts.SingleInstance || c.sourced.Load() {
+		return false
+	}
+	if !c.capWarned.Load() && c.capWarned.CompareAndSwap(false, true) {
+		c.opts.Logger.Warn("gormcache: cache with Redis and no invalidation source attached: L1 entries are capped at "+
+			"DefaultStalenessBound, not L1TTL, so that other instances' writes are not served stale for longer; "+
+			"attach an invalidation bus (invalidation.New) or set Options.SingleInstance if this process is the only one using the namespace",
+			"namespace", c.opts.Namespace, "l1_cap", DefaultStalenessBound, "l1_ttl", c.opts.L1TTL)
+	}
+	return true
 }
 
 // vouched reports whether, at now, this instance can trust that it has

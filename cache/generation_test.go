@@ -17,6 +17,10 @@ func TestGeneration(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { r.Close() })
+	// The test is the invalidation source of both caches: it applies the
+	// writer's invalidation to r by hand, as the bus would.
+	w.SetLocalServing(true)
+	r.SetLocalServing(true)
 	ctx := context.Background()
 	gen := func(c *Cache) uint64 {
 		t.Helper()

@@ -752,8 +752,8 @@ func (c *Cache) background(f func(), async bool) {
 }
 
 // fillL1 stores entry b (owned by the callee) in L1 with an expiry no later
-// than l2Expiry and within L1TTL (NotFoundTTL for not-found), and reports
-// whether it did.
+// than l2Expiry and within L1TTL (NotFoundTTL for not-found), or within
+// DefaultStalenessBound while capL1, and reports whether it did.
 func (c *Cache) fillL1(ctx context.Context, key string, tok fillToken, b []byte, l2Expiry int64, kind Kind) bool {
 	if len(b) > c.l1.maxEntry {
 		c.st.l1Skips.add(1)
@@ -763,7 +763,11 @@ func (c *Cache) fillL1(ctx context.Context, key string, tok fillToken, b []byte,
 	if kind == KindNotFound && c.opts.NotFoundTTL < ttl {
 		ttl = c.opts.NotFoundTTL
 	}
-	exp := c.opts.Clock.Now().Add(c.jitter(ttl)).UnixNano()
+	ttl = c.jitter(ttl)
+	if c.capL1() {
+		ttl = min(ttl, DefaultStalenessBound)
+	}
+	exp := c.opts.Clock.Now().Add(ttl).UnixNano()
 	if l2Expiry != 0 && l2Expiry < exp {
 		exp = l2Expiry
 	}

@@ -14,7 +14,7 @@ import (
 
 func TestGetTiers(t *testing.T) {
 	t.Parallel()
-	c, _ := newCache(t, nil)
+	c, _ := newCache(t, singleInstance)
 	s := newSource()
 	s.put("u:1", sampleRow(1, 3))
 
@@ -63,7 +63,7 @@ func TestGetWithoutRedis(t *testing.T) {
 
 func TestNotFoundCached(t *testing.T) {
 	t.Parallel()
-	c, _ := newCache(t, nil)
+	c, _ := newCache(t, singleInstance)
 	s := newSource()
 	for i := 0; i < 3; i++ {
 		if _, err := Get(context.Background(), c, "none", s.load); !isNotFound(err) {

@@ -11,7 +11,7 @@ import (
 
 func TestGetManyTiers(t *testing.T) {
 	t.Parallel()
-	c, _ := newCache(t, nil)
+	c, _ := newCache(t, singleInstance)
 	ctx := context.Background()
 	s := newSource()
 	var keys []string

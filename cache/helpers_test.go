@@ -112,6 +112,13 @@ func newCache(t testing.TB, mod func(*Options)) (*Cache, *redis.Client) {
 	return c, rdb
 }
 
+// singleInstance declares the cache the only one on its namespace, for
+// tests of one cache that count L1 hits or rely on L1TTL: without it, a
+// cache with Redis and no invalidation source keeps L1 entries only
+// DefaultStalenessBound, which a loaded test machine can outlast between
+// two reads.
+func singleInstance(o *Options) { o.SingleInstance = true }
+
 func mustGet(t testing.TB, c *Cache, key string, s *fakeSource, opts ...ReadOption) row {
 	t.Helper()
 	v, err := Get(context.Background(), c, key, s.load, opts...)

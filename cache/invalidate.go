@@ -350,10 +350,15 @@ func (c *Cache) FlushLocal() {
 // filled into it, and loads in flight are not joined. The invalidation bus
 // turns it off while its subscription is unhealthy, which is what bounds
 // staleness when messages may be lost; it flushes L1 before vouching again.
+//
+// Calling it (or VouchLocal) marks the cache as having an invalidation
+// source: from then on L1 entries live up to L1TTL instead of
+// DefaultStalenessBound (see Options.SingleInstance).
 func (c *Cache) SetLocalServing(on bool) {
 	if c == nil {
 		return
 	}
+	c.sourced.Store(true)
 	if on {
 		c.localUntil.Store(math.MaxInt64)
 	} else {
@@ -371,6 +376,7 @@ func (c *Cache) VouchLocal(until time.Time) {
 	if c == nil {
 		return
 	}
+	c.sourced.Store(true)
 	u := until.UnixNano()
 	for {
 		cur := c.localUntil.Load()

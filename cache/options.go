@@ -28,6 +28,16 @@ const (
 	DefaultWriteTimeout    = time.Second
 	DefaultServerCheck     = 50 * time.Millisecond
 
+	// DefaultStalenessBound is the staleness bound B by default: how long
+	// after another instance's acknowledged write this instance may still
+	// serve the old row from L1. The invalidation bus's DefaultHealthWindow
+	// is this value. A cache with Redis and no invalidation source attached
+	// (see SetLocalServing, VouchLocal) caps the lifetime of every L1 entry
+	// at it, so that instances sharing the Redis namespace without a bus are
+	// no more stale than instances with one, unless Options.SingleInstance
+	// declares that there are no other instances.
+	DefaultStalenessBound = 150 * time.Millisecond
+
 	// MaxKeyLen is the longest key a read accepts, in bytes. Invalidations
 	// accept longer keys (nothing is cached under them), so that the
 	// invalidation of a committed write never fails on the length of a
@@ -71,8 +81,18 @@ type Options struct {
 	L1MaxEntryBytes int
 
 	// L1TTL is the longest an entry lives in L1. An L1 entry never outlives
-	// the L2 entry it came from. Default 1 minute.
+	// the L2 entry it came from. With Redis, it applies only once an
+	// invalidation source is attached or with SingleInstance; until then
+	// entries live at most DefaultStalenessBound. Default 1 minute.
 	L1TTL time.Duration
+	// SingleInstance declares that this process is the only one using this
+	// Redis namespace; L1 is then bounded by L1TTL alone. Without it, a
+	// cache with Redis and no invalidation source attached (package
+	// invalidation) keeps L1 entries at most DefaultStalenessBound: another
+	// process writing through the same namespace could not tell this one,
+	// and a longer L1 lifetime would be served stale for that long. Without
+	// Redis (a process-local cache) it changes nothing.
+	SingleInstance bool
 	// L2TTL is the lifetime of a value in Redis. Default 10 minutes.
 	L2TTL time.Duration
 	// NotFoundTTL is the lifetime of a cached "not found" in both tiers (in

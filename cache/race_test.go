@@ -168,8 +168,14 @@ func bothReadPaths(t *testing.T, f func(t *testing.T)) {
 }
 
 func raceBothWays(t *testing.T, sc raceScenario) {
+	opts := func(o *Options) { // each scenario runs one cache on its namespace
+		o.SingleInstance = true
+		if sc.opts != nil {
+			sc.opts(o)
+		}
+	}
 	t.Run("guarded", func(t *testing.T) {
-		c, _ := newCache(t, sc.opts)
+		c, _ := newCache(t, opts)
 		if sc.run(t, c, t.Name()) {
 			t.Fatal("read the old version after the write was acknowledged")
 		}
@@ -178,7 +184,7 @@ func raceBothWays(t *testing.T, sc raceScenario) {
 		for _, g := range sc.guards {
 			defer failpoint.Disable(g)()
 		}
-		c, _ := newCache(t, sc.opts)
+		c, _ := newCache(t, opts)
 		if !sc.run(t, c, t.Name()) {
 			t.Fatalf("no stale read with %v switched off: the scenario does not exercise it", sc.guards)
 		}
@@ -190,7 +196,7 @@ func raceBothWays(t *testing.T, sc raceScenario) {
 func TestL1NeverOutlivesL2(t *testing.T) {
 	t.Parallel()
 	clk := newFakeClock()
-	c, _ := newCache(t, func(o *Options) { o.Clock = clk; o.L1TTL = time.Hour; o.TTLJitter = -1 })
+	c, _ := newCache(t, func(o *Options) { o.Clock = clk; o.L1TTL = time.Hour; o.TTLJitter = -1; o.SingleInstance = true })
 	s := newSource()
 	s.put("k", sampleRow(1, 1))
 	mustGet(t, c, "k", s, WithTTL(30*time.Second), SkipL1()) // Redis: 30s left

@@ -8,7 +8,7 @@ import (
 // TestReportServed checks that a read reports the tier that answered it:
 // the loader, then L1; Redis once L1 lost the entry; per key for GetMany.
 func TestReportServed(t *testing.T) {
-	c, _ := newCache(t, nil)
+	c, _ := newCache(t, singleInstance)
 	src := newSource()
 	for _, k := range []string{"a", "b", "c"} {
 		src.put(k, sampleRow(1, 1))

@@ -5,12 +5,17 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/gormcache/gormcache/cache"
 )
 
 // Defaults applied by New to zero fields of Options.
 const (
-	DefaultPingInterval   = 50 * time.Millisecond
-	DefaultHealthWindow   = 150 * time.Millisecond
+	DefaultPingInterval = 50 * time.Millisecond
+	// DefaultHealthWindow is the cache's DefaultStalenessBound: a cache
+	// with Redis and no bus caps its L1 entries at it, so attaching a bus
+	// with the default window keeps the same bound.
+	DefaultHealthWindow   = cache.DefaultStalenessBound
 	DefaultPublishTimeout = 100 * time.Millisecond
 	DefaultQueueLen       = 10000
 )
