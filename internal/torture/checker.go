@@ -38,6 +38,10 @@ type CheckOptions struct {
 	// more than TTLAllowance + Bound after it returned. Zero means
 	// cache.DefaultL2TTL.
 	TTLAllowance time.Duration
+	// FeedBound is added to Bound for the writes of the external writer
+	// (Op.External): the library never sees them, and the change feed
+	// invalidates them within its own bound (see feedBound in the harness).
+	FeedBound time.Duration
 }
 
 // Window is an interval of wall-clock Unix nanoseconds.
@@ -142,6 +146,15 @@ type Report struct {
 	PlainWrites                                 int
 	PlainByStyle                                map[string]int
 	PlainConflicts, PlainFailed, PlainRollbacks int
+	// ExternalWrites counts the acknowledged writes of the external writer
+	// (Op.External), ExternalByStyle the same by style; ExternalConflicts,
+	// ExternalFailed and ExternalRollbacks its other outcomes (counted in
+	// the figures above too). NotFoundAfterDelete counts the reads that
+	// answered "not found" legitimately, after an external DELETE.
+	ExternalWrites                                       int
+	ExternalByStyle                                      map[string]int
+	ExternalConflicts, ExternalFailed, ExternalRollbacks int
+	NotFoundAfterDelete                                  int
 
 	StaleReads     int
 	WorstStaleness time.Duration // the largest Staleness among stale reads
@@ -181,6 +194,14 @@ func (r *Report) String() string {
 		}
 		fmt.Fprintf(&b, "plain-GORM writes through the plugin: acknowledged %d (%s), conflicts %d, failed %d, rolled back %d\n",
 			r.PlainWrites, strings.Join(styles, ", "), r.PlainConflicts, r.PlainFailed, r.PlainRollbacks)
+	}
+	if r.ExternalWrites+r.ExternalConflicts+r.ExternalFailed+r.ExternalRollbacks > 0 {
+		styles := make([]string, 0, len(ExternalStyles))
+		for _, st := range ExternalStyles {
+			styles = append(styles, fmt.Sprintf("%s %d", st, r.ExternalByStyle[st]))
+		}
+		fmt.Fprintf(&b, "external writes (plain SQL, covered by the change feed): acknowledged %d (%s), conflicts %d, failed %d, rolled back %d; reads answering not found after a DELETE %d\n",
+			r.ExternalWrites, strings.Join(styles, ", "), r.ExternalConflicts, r.ExternalFailed, r.ExternalRollbacks, r.NotFoundAfterDelete)
 	}
 	fmt.Fprintf(&b, "degraded writes (invalidation missed Redis) %d (never covered by an epoch bump: %d), epoch changes %d; failed writes whose value was read (they committed) %d\n",
 		r.DegradedWrites, r.DegradedUncovered, r.EpochChanges, r.FailedWritesSeen)
@@ -267,7 +288,7 @@ func Check(ops []Op, o CheckOptions) *Report {
 	if o.Examples == 0 {
 		o.Examples = 5
 	}
-	r := &Report{Counts: map[ViolationKind]int{}, PlainByStyle: map[string]int{}, Start: math.MaxInt64}
+	r := &Report{Counts: map[ViolationKind]int{}, PlainByStyle: map[string]int{}, ExternalByStyle: map[string]int{}, Start: math.MaxInt64}
 	if o.TTLAllowance == 0 {
 		o.TTLAllowance = defaultTTLAllowance
 	}
@@ -280,6 +301,7 @@ func Check(ops []Op, o CheckOptions) *Report {
 	epochs := map[int][]int64{}
 	acked := map[int64][]*Op{}
 	mine := map[instKey][]*Op{}
+	deletes := map[int64][]*Op{} // possibly committed deletes per key
 	for i := range ops {
 		op := &ops[i]
 		if op.Kind == KindEpoch {
@@ -313,6 +335,12 @@ func Check(ops []Op, o CheckOptions) *Report {
 		case KindWrite, KindRollback:
 			if op.Token != 0 {
 				byToken[op.Token] = op
+			}
+			if op.External != "" {
+				r.countExternal(op)
+			}
+			if op.Deleted && op.Kind == KindWrite && (op.Status == StatusOK || op.Status == StatusError) {
+				deletes[op.Key] = append(deletes[op.Key], op)
 			}
 			if op.Plain != "" {
 				switch {
@@ -366,6 +394,8 @@ func Check(ops []Op, o CheckOptions) *Report {
 		switch {
 		case w.Killed:
 			return byTTL
+		case w.External != "":
+			return w.Ret + bound + int64(o.FeedBound)
 		case !w.Degraded:
 			return w.Ret + bound
 		}
@@ -480,8 +510,16 @@ func Check(ops []Op, o CheckOptions) *Report {
 	for _, rd := range reads {
 		r.ReadsChecked++
 		if rd.Status == StatusNotFound {
-			report(Violation{Kind: NotFound, Read: *rd})
-			continue
+			d := latestDelete(deletes[rd.Key], rd.Ret)
+			if d == nil {
+				report(Violation{Kind: NotFound, Read: *rd})
+				continue
+			}
+			// It reads the delete: checked as a read of that version.
+			r.NotFoundAfterDelete++
+			c := *rd
+			c.Ver, c.Token = d.Ver, d.Token
+			rd = &c
 		}
 		kw := keys[rd.Key]
 		// Rule 3: integrity of the value (at most one violation per read).
@@ -586,6 +624,35 @@ func Check(ops []Op, o CheckOptions) *Report {
 		}
 	}
 	return r
+}
+
+// countExternal counts an external write's outcome in the report.
+func (r *Report) countExternal(op *Op) {
+	switch {
+	case op.Kind == KindRollback:
+		r.ExternalRollbacks++
+	case op.Status == StatusOK:
+		r.ExternalWrites++
+		r.ExternalByStyle[op.External]++
+	case op.Status == StatusConflict:
+		r.ExternalConflicts++
+	default:
+		r.ExternalFailed++
+	}
+}
+
+// latestDelete returns, among a key's possibly committed deletes, the one
+// of the highest version called before ret (nil: none). A read answering
+// "not found" is checked as a read of it: the most lenient choice, since
+// staleness only falls with the version read.
+func latestDelete(ds []*Op, ret int64) *Op {
+	var best *Op
+	for _, d := range ds {
+		if d.Call <= ret && (best == nil || d.Ver > best.Ver) {
+			best = d
+		}
+	}
+	return best
 }
 
 // resumed reports whether t falls in one of the windows or less than grace

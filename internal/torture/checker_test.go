@@ -351,3 +351,55 @@ func TestCheckerIssue10Rules(t *testing.T) {
 		})
 	}
 }
+
+func (x h) external(key int64, call, ret int64, ver uint64, token int64, deleted bool) h {
+	x = x.write(ExternalInst, key, call, ret, ver, token, StatusOK)
+	x[len(x)-1].External, x[len(x)-1].Deleted = ExternalBlind, deleted
+	if deleted {
+		x[len(x)-1].External = ExternalDelete
+	}
+	return x
+}
+
+func (x h) notFound(inst int, key int64, call, ret int64) h {
+	return append(x, Op{Inst: inst, Key: key, Kind: KindRead, Call: (1000 + call) * ms, Ret: (1000 + ret) * ms, Status: StatusNotFound})
+}
+
+// TestCheckerExternalWrites: the external writer's writes are bounded by
+// Bound + FeedBound, and a "not found" is legal only as a read of a delete
+// called before it returned, stale like any read once a newer write passed
+// its bound.
+func TestCheckerExternalWrites(t *testing.T) {
+	o := testOpts
+	o.FeedBound = 200 * time.Millisecond
+	for _, tc := range []struct {
+		name string
+		hist h
+		want ViolationKind // "" for none
+	}{
+		{"older version within Bound + FeedBound", h{}.external(7, 0, 10, 2, 101, false).read(1, 7, 250, 251, 1, 0), ""},
+		{"older version after Bound + FeedBound", h{}.external(7, 0, 10, 2, 101, false).read(1, 7, 311, 312, 1, 0), Stale},
+		{"not found after a delete", h{}.external(7, 0, 10, 2, 102, true).notFound(1, 7, 20, 21), ""},
+		{"not found during a delete", h{}.external(7, 0, 10, 2, 102, true).notFound(1, 7, 5, 6), ""},
+		{"not found before any delete", h{}.external(7, 50, 60, 2, 102, true).notFound(1, 7, 5, 6), NotFound},
+		{"not found with no delete", h{}.notFound(1, 7, 5, 6), NotFound},
+		{"the deleted row after Bound + FeedBound", h{}.external(7, 0, 10, 2, 102, true).read(1, 7, 311, 312, 1, 0), Stale},
+		{"not found after the re-insert's bound", h{}.
+			external(7, 0, 10, 2, 102, true).external(7, 20, 30, 3, 103, false).notFound(1, 7, 331, 332), Stale},
+		{"the re-inserted row", h{}.
+			external(7, 0, 10, 2, 102, true).external(7, 20, 30, 3, 103, false).read(1, 7, 40, 41, 3, 103), ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := Check(tc.hist, o)
+			if tc.want == "" {
+				if r.Violations() != 0 {
+					t.Fatalf("violations: %v", r.Examples)
+				}
+				return
+			}
+			if r.Counts[tc.want] == 0 {
+				t.Fatalf("want %s, got %v", tc.want, r.Counts)
+			}
+		})
+	}
+}

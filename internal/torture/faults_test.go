@@ -17,6 +17,14 @@ func faultProfile(k faultKind) profile {
 	return p
 }
 
+// clusterFaultProfile is a fault's own run on a Redis Cluster.
+func clusterFaultProfile(k faultKind) profile {
+	p := faultProfile(k)
+	p.cluster, p.duration = true, 15*time.Second
+	p.faultGap = span{200 * time.Millisecond, 500 * time.Millisecond}
+	return p
+}
+
 // faultCase is one fault kind's own run.
 type faultCase struct {
 	name string
@@ -25,6 +33,9 @@ type faultCase struct {
 	// heavy runs only with -torture.sentinel or -torture.long (Sentinel
 	// deployments take ~10 s to settle between failovers).
 	heavy bool
+	// cluster runs only with -torture.cluster or -torture.long (a Redis
+	// Cluster of six nodes, failovers of seconds).
+	cluster bool
 }
 
 var faultCases = []faultCase{
@@ -123,6 +134,27 @@ var faultCases = []faultCase{
 		},
 	},
 	{
+		name: "ExternalWriter",
+		why: "another program's plain-SQL UPDATEs (optimistic, blind, several rows in a transaction), DELETEs and re-INSERTs, a tenth rolled back, " +
+			"seen only by the change feed (a relay in every instance, one leader); every other burst the leader is killed -9 and another relay takes over its lease",
+		p: func() profile {
+			p := faultProfile(fExternal)
+			p.externalRows, p.duration = 20, 10*time.Second
+			p.faultGap = span{200 * time.Millisecond, 500 * time.Millisecond}
+			return p
+		},
+	},
+	{
+		name: "ClusterFailover", cluster: true,
+		why: "Redis Cluster: CLUSTER FAILOVER on the replica, or kill -9 of the primary, of the slot of a hot row, the epoch key or the bus channel, during traffic",
+		p:   func() profile { return clusterFaultProfile(fClusterFailover) },
+	},
+	{
+		name: "ClusterMigrate", cluster: true,
+		why: "Redis Cluster: the slot of a hot row, the epoch key or the bus channel moved to another primary (SETSLOT IMPORTING/MIGRATING, MIGRATE, SETSLOT NODE) during traffic",
+		p:   func() profile { return clusterFaultProfile(fClusterMigrate) },
+	},
+	{
 		name: "LongKeys",
 		why:  "cache.Get and Invalidate on 2 KB keys (stored under their SHA-256), with resets and script flushes",
 		p: func() profile {
@@ -134,14 +166,20 @@ var faultCases = []faultCase{
 	},
 }
 
-// TestFaults runs each fault kind of issue 10 on its own and requires no
-// violation and convergence. The Sentinel cases run with -torture.sentinel
-// or -torture.long only.
+// TestFaults runs each fault kind of issue 10, the external writer and the
+// Redis Cluster faults on its own and requires no violation and
+// convergence. The Sentinel cases run with -torture.sentinel or
+// -torture.long only, the cluster cases with -torture.cluster or
+// -torture.long; ExternalWriter is skipped (with the reason) when
+// GORMCACHE_PG_LOGICAL_DSN is not set.
 func TestFaults(t *testing.T) {
 	for _, fc := range faultCases {
 		t.Run(fc.name, func(t *testing.T) {
 			if fc.heavy && !*sentinel && !*long {
 				t.Skip("Sentinel runs take 30-40 s: -torture.sentinel or -torture.long")
+			}
+			if fc.cluster && !*redisCluster && !*long {
+				t.Skip("Redis Cluster runs take 30-60 s: -torture.cluster or -torture.long")
 			}
 			p := fc.p()
 			res := newCluster(t, p).run()
@@ -165,5 +203,21 @@ func TestFaults(t *testing.T) {
 				t.Errorf("the workload did nothing")
 			}
 		})
+	}
+}
+
+// TestExternalWriterWithoutFeed is ExternalWriter with no relay running:
+// nothing invalidates the external writer's writes, so the instances serve
+// the rows they cached before them, and the checker must say so (the same
+// run with the relays, TestFaults/ExternalWriter, reports none).
+func TestExternalWriterWithoutFeed(t *testing.T) {
+	p := faultProfile(fExternal)
+	p.name, p.externalRows, p.noRelays, p.convergence = "external-writer-without-feed", 20, true, false
+	p.duration = 6 * time.Second
+	p.faultGap = span{200 * time.Millisecond, 500 * time.Millisecond}
+	res := newCluster(t, p).run()
+	t.Log("\n" + res.summary(p))
+	if res.report.StaleReads == 0 {
+		t.Errorf("no stale read without the change feed: the run does not exercise it")
 	}
 }

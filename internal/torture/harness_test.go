@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"math/rand/v2"
 	"os"
 	"os/exec"
@@ -26,6 +27,7 @@ import (
 	"gorm.io/gorm/schema"
 
 	"github.com/gormcache/gormcache/cache"
+	"github.com/gormcache/gormcache/changefeed"
 	"github.com/gormcache/gormcache/internal/testenv"
 	"github.com/gormcache/gormcache/invalidation"
 )
@@ -66,11 +68,36 @@ const (
 	fOperatorDel      faultKind = "operator-del"             // DEL of every key of the namespace but the epoch's
 	fOutsideWrite     faultKind = "outside-write"            // writes around the library (version unchanged, or DELETE + re-insert at 1), then Repository.Invalidate
 	fPausedRestore    faultKind = "paused-across-restore"    // SAVE, writes, SIGSTOP an instance, restart Redis from the dump, SIGCONT
+
+	// Writes the library never sees, and Redis Cluster.
+	fExternal        faultKind = "external-writer"  // another program's plain-SQL UPDATEs, INSERTs and DELETEs, covered by the change feed; sometimes the feed's leader is killed -9
+	fClusterFailover faultKind = "cluster-failover" // CLUSTER FAILOVER on a replica, or kill -9 of a primary, of the slot of a hot key, the epoch key or the bus channel (cluster profiles)
+	fClusterMigrate  faultKind = "cluster-migrate"  // that slot moved to another primary (SETSLOT IMPORTING/MIGRATING, MIGRATE, SETSLOT NODE)
 )
+
+// feedLeaseTTL is the relays' changefeed.Options.LeaseTTL in these runs
+// (default 5 s): short, so that a killed leader is replaced within a run.
+const feedLeaseTTL = time.Second
+
+// feedBound is the change feed's bound, added to B_check for the writes
+// of the external writer (which the library never sees). The project
+// states it in two parts. While a leader streams, every committed
+// transaction is invalidated from the stream within milliseconds (README,
+// change feed: COMMIT to a fresh read on another instance p99 3 ms, max
+// 10 ms). While the relay is down or re-electing, "writes wait in its slot
+// and are applied when it resumes (leader lease TTL plus reconnection)":
+// a dead leader is replaced within about LeaseTTL*4/3
+// (changefeed.Options.LeaseTTL), a walsender it left holds the slot for at
+// most one more lease lifetime, and the reconnection is allowed 1 s here
+// (the relays' MaxBackoff is 500 ms; a session starts on a loaded machine).
+// The changefeed tests' feedBound (15 s) is a loose limit for loaded CI
+// runs, not the bound.
+const feedBound = feedLeaseTTL*4/3 + feedLeaseTTL + time.Second
 
 // verboseFaults are logged with their start time (they are rare and
 // change the server under the instances).
-var verboseFaults = map[faultKind]bool{fSentinelFailover: true, fSentinelKill: true, fRDBRestore: true, fPausedRestore: true, fWriterShutdown: true, fKill9: true}
+var verboseFaults = map[faultKind]bool{fSentinelFailover: true, fSentinelKill: true, fRDBRestore: true, fPausedRestore: true, fWriterShutdown: true, fKill9: true,
+	fClusterFailover: true, fClusterMigrate: true}
 
 // maxmemPolicy is each maxmemory fault's policy.
 var maxmemPolicy = map[faultKind]string{
@@ -131,6 +158,19 @@ type profile struct {
 	// a replica and three sentinels) with redis.NewFailoverClient, each
 	// server reached through the instance's proxies.
 	sentinel bool
+	// cluster runs the instances against a Redis Cluster
+	// (testenv.StartCluster: three primaries with a replica each) with
+	// redis.NewClusterClient, each node reached through the instance's
+	// proxies.
+	cluster bool
+	// externalRows are written only by the external writer (fExternal),
+	// which needs the logical cluster (GORMCACHE_PG_LOGICAL_DSN): with
+	// fExternal in the mix, the run is on it and every instance runs a
+	// change-feed relay.
+	externalRows int
+	// noRelays runs the external writer with no change-feed relay (what
+	// the checker must then report as stale reads).
+	noRelays bool
 	// l2TTL is the instances' cache.Options.L2TTL (0: default) and the
 	// checker's TTLAllowance for what only the TTLs bound.
 	l2TTL time.Duration
@@ -169,7 +209,12 @@ var defaultLengths = map[faultKind]span{
 	fSlowLossy:       {1000 * time.Millisecond, 2000 * time.Millisecond},
 	fWriterShutdown:  {1200 * time.Millisecond, 2000 * time.Millisecond}, // the cut before Close: writes fail their invalidations
 	fPausedRestore:   {300 * time.Millisecond, 600 * time.Millisecond},   // writes after the snapshot
+	fExternal:        {500 * time.Millisecond, 1500 * time.Millisecond},  // the external writer's burst
 }
+
+// feed reports whether the run has the external writer, hence the change
+// feed.
+func (p profile) feed() bool { return p.faults[fExternal] > 0 }
 
 // bound is B_check.
 func (p profile) bound() time.Duration {
@@ -251,6 +296,10 @@ type cluster struct {
 	srv     *testenv.RedisServer   // single-server profiles
 	admin   *redis.Client          // of srv
 	sg      *testenv.SentinelGroup // sentinel profiles
+	rc      *testenv.Cluster       // cluster profiles
+	ext     *ExternalWriter        // feed profiles: the external writer
+	extTail *Tail                  // and its log
+	slot    string                 // feed profiles: the relays' slot and publication
 	db      *gorm.DB
 	appName string
 	ns      string
@@ -307,6 +356,9 @@ func (g pgroup) Reset() {
 
 // primary returns the current primary and an administrative client of it.
 func (cl *cluster) primary(ctx context.Context) (*testenv.RedisServer, *redis.Client, error) {
+	if cl.rc != nil {
+		return nil, nil, nil // cluster faults address the nodes themselves
+	}
 	if cl.sg == nil {
 		return cl.srv, cl.admin, nil
 	}
@@ -343,6 +395,7 @@ type result struct {
 	explainedList []Disagreement
 	cacheStats    []cache.Stats
 	busStats      []invalidation.Stats
+	feedStats     []changefeed.Stats
 	notes         map[string]int
 }
 
@@ -351,22 +404,41 @@ func newCluster(t *testing.T, p profile) *cluster {
 	cl := &cluster{t: t, p: p, rng: rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 7)), faults: map[faultKind]int{}, paused: map[int][]Window{},
 		dir: t.TempDir(), notes: map[string]int{}}
 	dsn := os.Getenv(testenv.EnvPostgres)
+	if p.feed() {
+		if os.Getenv(testenv.EnvPostgresLogical) == "" {
+			if len(p.faults) == 1 {
+				t.Skipf("%s: %s is not set (the external writer needs the change feed, on the logical cluster; `source /tmp/env.sh` or `make services`)", fExternal, testenv.EnvPostgresLogical)
+			}
+			t.Logf("%s left out of the mix: %s is not set (the external writer needs the change feed, on the logical cluster)", fExternal, testenv.EnvPostgresLogical)
+			p.faults = maps.Clone(p.faults)
+			delete(p.faults, fExternal)
+			cl.p = p
+		} else {
+			dsn = testenv.LogicalPG(t)
+		}
+	}
 	switch {
 	case p.l1Only:
 		testenv.RedisAddr(t) // skip without `make test`
 	case p.sentinel:
 		cl.sg = testenv.StartSentinelGroup(t, 1)
+	case p.cluster:
+		cl.rc = testenv.StartCluster(t)
 	default:
 		// Its own directory, for SAVE and the restart from an older dump.rdb.
 		cl.srv = testenv.StartRedis(t, "--dir", t.TempDir(), "--dbfilename", "dump.rdb")
 		cl.admin = redis.NewClient(&redis.Options{Addr: cl.srv.Addr(), ContextTimeoutEnabled: true, MaxRetries: -1})
 		t.Cleanup(func() { cl.admin.Close() })
 	}
-	cl.db = testenv.PostgresPrefixed(t)
+	if p.feed() {
+		cl.db = prefixedOn(t, dsn)
+	} else {
+		cl.db = testenv.PostgresPrefixed(t)
+	}
 	if err := cl.db.AutoMigrate(&Row{}); err != nil {
 		t.Fatal(err)
 	}
-	seed := make([]Row, p.rows+p.outsideRows+p.longRows)
+	seed := make([]Row, p.rows+p.outsideRows+p.longRows+p.externalRows)
 	for i := range seed {
 		seed[i] = Row{ID: int64(i + 1), Note: "seed", Version: 1}
 	}
@@ -387,6 +459,9 @@ func newCluster(t *testing.T, p profile) *cluster {
 		t.Fatal(err)
 	}
 	cl.exe = exe
+	if p.feed() {
+		cl.startFeed(dsn) // its cleanup runs after the instances are killed
+	}
 	t.Cleanup(cl.kill)
 	for range p.instances {
 		cl.addInstance()
@@ -410,10 +485,24 @@ func (cl *cluster) addInstance() *child {
 		Readers: p.readers, Writers: p.writers, Txers: p.txers, GormWriters: p.gormWriters, GormExecEvery: p.gormExecEvery, ReadPause: p.readPause, WritePause: p.writePause,
 		ChainProb: p.chainProb, RollbackProb: p.rollbackProb, TxUniform: p.txUniform, BurstOn: p.burstOn, BurstOff: p.burstOff,
 		NoL1: p.noL1, HealthWindow: p.healthWindow, EpochInterval: p.epochInterval, RedisRetryAfter: p.redisRetryAfter,
-		L2TTL: p.l2TTL, FillDelay: p.fillDelay, OutsideRows: p.outsideRows, LongRows: p.longRows,
+		L2TTL: p.l2TTL, FillDelay: p.fillDelay, OutsideRows: p.outsideRows, LongRows: p.longRows, ExternalRows: p.externalRows,
 		Log: filepath.Join(cl.dir, fmt.Sprintf("ops-%d.jsonl", i)), Seed: cl.rng.Uint64(),
 	}
+	if cl.slot != "" && !p.noRelays {
+		cfg.FeedDSN = instanceDSN(cl.dsn, cl.appName+"_i"+strconv.Itoa(i)+"_feed", nil)
+		cfg.FeedSlot, cfg.FeedPublication, cfg.FeedLeaseTTL = cl.slot, cl.slot, feedLeaseTTL
+	}
 	switch {
+	case cl.rc != nil:
+		cfg.ClusterAddrs = cl.rc.Addrs()
+		cfg.DataAddrMap, cfg.BusAddrMap = map[string]string{}, map[string]string{}
+		var dg, bg pgroup
+		for _, addr := range cl.rc.Addrs() {
+			dp, bp := testenv.NewProxy(t, addr), testenv.NewProxy(t, addr)
+			dg, bg = append(dg, dp), append(bg, bp)
+			cfg.DataAddrMap[addr], cfg.BusAddrMap[addr] = dp.Addr(), bp.Addr()
+		}
+		cl.data, cl.bus = append(cl.data, dg), append(cl.bus, bg)
 	case cl.sg != nil:
 		cfg.SentinelAddrs, cfg.MasterName = cl.sg.SentinelAddrs(), cl.sg.Master
 		cfg.DataAddrMap, cfg.BusAddrMap = map[string]string{}, map[string]string{}
@@ -610,8 +699,15 @@ func (cl *cluster) run() *result {
 	res := &result{faults: cl.faults, notes: cl.notes}
 	var ops []Op
 	collect := func() {
+		tails := make([]*Tail, 0, len(cl.kids)+1)
 		for _, k := range cl.kids {
-			more, err := k.tail.Next()
+			tails = append(tails, k.tail)
+		}
+		if cl.extTail != nil {
+			tails = append(tails, cl.extTail)
+		}
+		for _, tl := range tails {
+			more, err := tl.Next()
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -619,6 +715,9 @@ func (cl *cluster) run() *result {
 		}
 	}
 	opts := CheckOptions{Bound: p.bound(), EpochAllowance: p.epochAllowance(), TTLAllowance: p.l2TTL}
+	if cl.ext != nil {
+		opts.FeedBound = feedBound
+	}
 	if _, err := cl.all("start", 30*time.Second); err != nil {
 		t.Fatal(err)
 	}
@@ -675,6 +774,9 @@ func (cl *cluster) run() *result {
 		if s.Bus != nil {
 			res.busStats = append(res.busStats, *s.Bus)
 		}
+		if s.Feed != nil {
+			res.feedStats = append(res.feedStats, *s.Feed)
+		}
 	}
 	collect() // "stop" flushed every log
 	res.ops = ops
@@ -714,10 +816,12 @@ func (cl *cluster) converge(res *result, healed time.Time) {
 	settleBy := time.Now().Add(30 * time.Second)
 	for {
 		sts, err := cl.all("status", 10*time.Second)
-		ok := err == nil
+		ok, leader := err == nil, cl.ext == nil || cl.p.noRelays
 		for _, s := range sts {
 			ok = ok && s.Status != nil && s.Status.Settled()
+			leader = leader || s.Status != nil && s.Status.FeedLeader
 		}
+		ok = ok && leader // the feed has a leader again (after a kill or a lost lease)
 		if ok {
 			break
 		}
@@ -733,6 +837,9 @@ func (cl *cluster) converge(res *result, healed time.Time) {
 	}
 	res.settle = time.Since(healed)
 	wait := 2 * cl.p.bound()
+	if cl.ext != nil { // the leader may have just been elected: its backlog
+		wait = max(wait, cl.p.bound()+feedBound)
+	}
 	if cl.ttlBound { // an instance died with writes only the TTLs bound
 		wait = max(wait, cmp.Or(cl.p.l2TTL, cache.DefaultL2TTL)+cl.p.bound())
 	}
@@ -915,6 +1022,12 @@ func (cl *cluster) inject(k faultKind) {
 		cl.paused[inst+1] = append(cl.paused[inst+1], w)
 	case fOutsideWrite:
 		_, err = cl.kids[inst].call(request{Cmd: "outside", N: cmp.Or(cl.p.outsideBurst, 5)}, 30*time.Second)
+	case fExternal:
+		err = cl.externalBurst(d)
+	case fClusterFailover:
+		err = cl.clusterFailover()
+	case fClusterMigrate:
+		err = cl.clusterMigrate()
 	case fSigstop:
 		pid := cl.kids[inst].cmd.Process.Pid
 		w := Window{Start: time.Now().UnixNano()}
@@ -1000,6 +1113,16 @@ func (cl *cluster) heal() {
 			cl.t.Logf("sentinel group after the faults: %v", err)
 		}
 	}
+	if cl.rc != nil {
+		for _, n := range cl.rc.Nodes {
+			if n.PID() == 0 {
+				n.Start()
+			}
+		}
+		if err := cl.rc.WaitOK(30 * time.Second); err != nil {
+			cl.t.Logf("cluster after the faults: %v", err)
+		}
+	}
 	for _, i := range cl.live() {
 		syscall.Kill(cl.kids[i].cmd.Process.Pid, syscall.SIGCONT)
 	}
@@ -1072,6 +1195,18 @@ func (res *result) summary(p profile) string {
 	}
 	if len(res.busStats) > 0 {
 		fmt.Fprintf(&b, "buses: subscriptions %d, sequence gaps %d, unhealthy periods %d, publish errors %d\n", subs, gaps, unhealthy, pubErr)
+	}
+	if len(res.feedStats) > 0 {
+		var txns, rows, reconn, retries, retired, lost uint64
+		leaders := 0
+		for _, s := range res.feedStats {
+			txns, rows, reconn, retries, retired, lost = txns+s.AppliedTxns, rows+s.AppliedRows, reconn+s.Reconnects, retries+s.ApplyRetries, retired+s.Retired, lost+s.SlotLost
+			if s.IsLeader {
+				leaders++
+			}
+		}
+		fmt.Fprintf(&b, "change feed (relays of live instances, feed bound %v): applied %d transactions (%d rows), reconnects %d, apply retries %d, retired %d, slots lost %d, leaders at the end %d\n",
+			feedBound, txns, rows, reconn, retries, retired, lost, leaders)
 	}
 	return b.String()
 }

@@ -47,8 +47,9 @@ const (
 	// StatusConflict: a versioned write matched no row (ErrConflict). It
 	// wrote nothing.
 	StatusConflict Status = "conflict"
-	// StatusNotFound: a read answered "not found". Rows are never deleted,
-	// so this is always a wrong answer.
+	// StatusNotFound: a read answered "not found". Only the external
+	// writer deletes rows (Op.Deleted): for any other row, and before the
+	// first delete, this is always a wrong answer.
 	StatusNotFound Status = "notfound"
 	// StatusError: the operation failed (a killed connection, a timeout).
 	// A failed write may or may not have committed: its version is
@@ -92,7 +93,19 @@ type Op struct {
 	// It is a versioned write like the repository's, and checked as one;
 	// the field only lets the report count them.
 	Plain string `json:"g,omitempty"`
-	Err   string `json:"e,omitempty"`
+	// External names the style of a write made by the external writer
+	// (external.go: another program on a plain connection, which only the
+	// change feed covers; ExternalUpdate, ExternalDelete, ...). Such a
+	// write is bounded by CheckOptions.Bound plus FeedBound. Its Inst is
+	// ExternalInst.
+	External string `json:"xw,omitempty"`
+	// Deleted marks a write that deleted its row (an external DELETE). Its
+	// Ver is the deleted row's version plus one, so the versions of a row
+	// stay one total order through deletes and re-inserts (an INSERT after
+	// it is at Ver+1); a read answering "not found" reads the latest such
+	// delete called before it returned.
+	Deleted bool   `json:"del,omitempty"`
+	Err     string `json:"e,omitempty"`
 }
 
 // Duration is the operation's latency.

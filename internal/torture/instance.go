@@ -29,6 +29,7 @@ import (
 
 	"github.com/gormcache/gormcache"
 	"github.com/gormcache/gormcache/cache"
+	"github.com/gormcache/gormcache/changefeed"
 	"github.com/gormcache/gormcache/internal/failpoint"
 	"github.com/gormcache/gormcache/invalidation"
 	"github.com/gormcache/gormcache/repository"
@@ -139,6 +140,23 @@ type Config struct {
 	// 2 KB key) and written with plain versioned updates followed by
 	// cache.Invalidate of that key.
 	LongRows int
+	// ExternalRows rows after those are written only by the external
+	// writer (external.go: UPDATEs, DELETEs and re-INSERTs in plain SQL),
+	// which only the change feed covers. Readers read them too.
+	ExternalRows int
+
+	// Feed: with FeedSlot set, the instance runs a changefeed.Relay on
+	// FeedDSN (the logical cluster, with this instance's application_name)
+	// following the torture table, with slot and publication FeedSlot and
+	// FeedPublication, its lease on the cache's Redis (LeaseTTL
+	// FeedLeaseTTL). One relay of the fleet streams, the others stand by.
+	FeedDSN, FeedSlot, FeedPublication string
+	FeedLeaseTTL                       time.Duration
+
+	// ClusterAddrs: the instance builds redis.NewClusterClient clients on
+	// these seeds, dialling each node through its proxy (DataAddrMap,
+	// BusAddrMap), instead of plain ones.
+	ClusterAddrs []string
 
 	Log  string // path of the operation log
 	Seed uint64
@@ -148,9 +166,12 @@ type Config struct {
 func (c Config) outsideBase() int64 { return int64(c.Rows) }
 func (c Config) longBase() int64    { return int64(c.Rows + c.OutsideRows) }
 
+// extBase is the id before the first external row.
+func (c Config) extBase() int64 { return c.longBase() + int64(c.LongRows) }
+
 // request is one command from the parent, one JSON line on stdin.
 type request struct {
-	Cmd string `json:"cmd"` // start, stop, status, peek, quit, outside, die, shutdown
+	Cmd string `json:"cmd"` // start, stop, status, peek, quit, outside, die, shutdown, crash
 	N   int    `json:"n,omitempty"`
 }
 
@@ -163,6 +184,7 @@ type response struct {
 	Peek   *InstancePeek   `json:"peek,omitempty"`
 	Cache  *cache.Stats    `json:"cache,omitempty"`
 	Bus    *invalidation.Stats
+	Feed   *changefeed.Stats `json:"feed,omitempty"`
 	// CloseErr is what Cache.Close returned on "shutdown".
 	CloseErr string `json:"closeErr,omitempty"`
 }
@@ -176,6 +198,7 @@ type InstanceStatus struct {
 	// by an epoch change (or enough time has passed for one).
 	BumpsCovered bool
 	Serving      bool // L1 is being served
+	FeedLeader   bool // this instance's relay holds the change feed's lease
 }
 
 // Settled reports whether the instance has recovered from every fault.
@@ -235,9 +258,10 @@ func RunChild(args []string, stdin io.Reader, stdout io.Writer) int {
 // instance is one running instance process.
 type instance struct {
 	cfg  Config
-	db   *gorm.DB      // with the gormcache plugin: the repository and the plain-GORM writers use it
-	rdb  *redis.Client // the cache's
-	brdb *redis.Client // the bus's
+	db   *gorm.DB              // with the gormcache plugin: the repository and the plain-GORM writers use it
+	rdb  redis.UniversalClient // the cache's
+	brdb redis.UniversalClient // the bus's
+	feed *changefeed.Relay     // nil without Config.FeedSlot
 	c    *cache.Cache
 	bus  *invalidation.Bus
 	repo *repository.Repository[Row, int64]
@@ -336,22 +360,25 @@ func runChild(cfg Config, stdin io.Reader, stdout io.Writer) error {
 			defer failpoint.Set(failpoint.BeforeL2Fill, k, delay)()
 		}
 	}
-	newClient := func(addr string, m map[string]string) *redis.Client {
-		if len(cfg.SentinelAddrs) == 0 {
-			return redis.NewClient(&redis.Options{Addr: addr, ContextTimeoutEnabled: true})
+	newClient := func(addr string, m map[string]string) redis.UniversalClient {
+		dial := func(ctx context.Context, network, addr string) (net.Conn, error) {
+			if p, ok := m[addr]; ok { // a server: through this instance's proxy
+				addr = p
+			}
+			var d net.Dialer
+			return d.DialContext(ctx, network, addr)
 		}
-		return redis.NewFailoverClient(&redis.FailoverOptions{
-			MasterName: cfg.MasterName, SentinelAddrs: cfg.SentinelAddrs, ContextTimeoutEnabled: true,
-			Dialer: func(ctx context.Context, network, addr string) (net.Conn, error) {
-				if p, ok := m[addr]; ok { // a server: through this instance's proxy
-					addr = p
-				}
-				var d net.Dialer
-				return d.DialContext(ctx, network, addr)
-			},
-		})
+		switch {
+		case len(cfg.ClusterAddrs) > 0:
+			return redis.NewClusterClient(&redis.ClusterOptions{Addrs: cfg.ClusterAddrs, ContextTimeoutEnabled: true, Dialer: dial})
+		case len(cfg.SentinelAddrs) > 0:
+			return redis.NewFailoverClient(&redis.FailoverOptions{
+				MasterName: cfg.MasterName, SentinelAddrs: cfg.SentinelAddrs, ContextTimeoutEnabled: true, Dialer: dial,
+			})
+		}
+		return redis.NewClient(&redis.Options{Addr: addr, ContextTimeoutEnabled: true})
 	}
-	if cfg.RedisAddr != "" || len(cfg.SentinelAddrs) > 0 {
+	if cfg.RedisAddr != "" || len(cfg.SentinelAddrs) > 0 || len(cfg.ClusterAddrs) > 0 {
 		in.rdb = newClient(cfg.RedisAddr, cfg.DataAddrMap)
 		defer in.rdb.Close()
 		co.Redis = in.rdb
@@ -387,6 +414,14 @@ func runChild(cfg Config, stdin io.Reader, stdout io.Writer) error {
 		return err
 	}
 
+	if cfg.FeedSlot != "" {
+		stopFeed, err := in.runFeed(stmt.Table)
+		if err != nil {
+			return err
+		}
+		defer stopFeed()
+	}
+
 	monStop := make(chan struct{})
 	var mon sync.WaitGroup
 	mon.Add(1)
@@ -418,6 +453,10 @@ func runChild(cfg Config, stdin io.Reader, stdout io.Writer) error {
 				bs := in.bus.Stats()
 				resp.Bus = &bs
 			}
+			if in.feed != nil {
+				fs := in.feed.Stats()
+				resp.Feed = &fs
+			}
 		case "status":
 			st := in.status()
 			resp.Status = &st
@@ -434,6 +473,14 @@ func runChild(cfg Config, stdin io.Reader, stdout io.Writer) error {
 			in.outsideBurst(req.N)
 		case "die":
 			in.die.Store(true)
+		case "crash":
+			// kill -9 with no write in flight (every committed write is
+			// recorded and invalidated): what it tests is the loss of this
+			// instance's relay, which may hold the change feed's lease.
+			in.gate.Lock()
+			in.log.Flush()
+			syscall.Kill(os.Getpid(), syscall.SIGKILL)
+			select {}
 		case "shutdown":
 			// A rolling deploy: stop, close the cache (which flushes a
 			// pending epoch bump within WriteTimeout, or says it could
@@ -505,6 +552,9 @@ func (in *instance) status() InstanceStatus {
 	if interval == 0 {
 		interval = cache.DefaultEpochInterval
 	}
+	if in.feed != nil {
+		st.FeedLeader = in.feed.Stats().IsLeader
+	}
 	in.monMu.Lock()
 	st.BumpsCovered = in.pendAt.IsZero() || in.epochAt.After(in.pendAt) || time.Since(in.pendAt) > 2*interval
 	in.monMu.Unlock()
@@ -513,9 +563,9 @@ func (in *instance) status() InstanceStatus {
 
 func (in *instance) peek(ctx context.Context) (*InstancePeek, error) {
 	p := &InstancePeek{Inst: in.cfg.Inst, Serving: in.c.LocalServing()}
-	for id := int64(1); id <= in.cfg.longBase()+int64(in.cfg.LongRows); id++ {
+	for id := int64(1); id <= in.cfg.extBase()+int64(in.cfg.ExternalRows); id++ {
 		key := RowKey(id)
-		if id > in.cfg.longBase() {
+		if id > in.cfg.longBase() && id <= in.cfg.extBase() {
 			key = LongKey(id)
 		}
 		l1, l2, err := in.c.Peek(ctx, key)
@@ -527,6 +577,33 @@ func (in *instance) peek(ctx context.Context) (*InstancePeek, error) {
 		}
 	}
 	return p, nil
+}
+
+// runFeed starts this instance's change-feed relay on table and returns
+// what stops it.
+func (in *instance) runFeed(table string) (func(), error) {
+	cfg := in.cfg
+	r, err := changefeed.New(changefeed.Options{
+		ConnString: cfg.FeedDSN, Cache: in.c, DB: in.db, Tables: []string{table},
+		Slot: cfg.FeedSlot, Publication: cfg.FeedPublication, Redis: in.rdb,
+		LeaseTTL: cfg.FeedLeaseTTL, InstanceID: "i" + strconv.Itoa(cfg.Inst),
+		StandbyInterval: 100 * time.Millisecond, MinBackoff: 50 * time.Millisecond, MaxBackoff: 500 * time.Millisecond,
+	})
+	if err != nil {
+		return nil, err
+	}
+	in.feed = r
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := r.Run(context.Background()); err != nil {
+			fmt.Fprintf(os.Stderr, "torture child %d: change feed: %v\n", cfg.Inst, err)
+		}
+	}()
+	return func() {
+		r.Close()
+		<-done
+	}, nil
 }
 
 // start launches the workload goroutines.
@@ -714,6 +791,8 @@ func (w *worker) reader() {
 			w.read(cfg.outsideBase() + 1 + w.rng.Int64N(int64(cfg.OutsideRows)))
 		case cfg.LongRows > 0 && x > 0.85:
 			w.readLong(cfg.longBase() + 1 + w.rng.Int64N(int64(cfg.LongRows)))
+		case cfg.ExternalRows > 0 && x >= 0.15 && x < 0.3:
+			w.read(cfg.extBase() + 1 + w.rng.Int64N(int64(cfg.ExternalRows)))
 		default:
 			w.read(w.key())
 		}

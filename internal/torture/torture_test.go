@@ -13,12 +13,13 @@ import (
 )
 
 var (
-	long      = flag.Bool("torture.long", false, "run the long profile (≥1e6 operations, ≥200 faults)")
-	duration  = flag.Duration("torture.duration", 0, "override the profile's duration")
-	instances = flag.Int("torture.instances", 0, "override the number of instance processes")
-	sentinel  = flag.Bool("torture.sentinel", false, "run the Sentinel fault runs and mutations (30-40 s each; -torture.long runs them too)")
-	plainExec = flag.Bool("torture.plainexec", true, "mix raw UPDATEs (db.Exec, which retires the namespace) into the plain-GORM writers of the default and long runs")
-	strict    = flag.Bool("torture.strict", true, "no exemption for the two failure modes the harness found and the library fixed (stale L1 after a process pause, writes whose COMMIT reply was lost); false reproduces the relaxed check used before the fixes")
+	long         = flag.Bool("torture.long", false, "run the long profile (≥1e6 operations, ≥200 faults)")
+	duration     = flag.Duration("torture.duration", 0, "override the profile's duration")
+	instances    = flag.Int("torture.instances", 0, "override the number of instance processes")
+	sentinel     = flag.Bool("torture.sentinel", false, "run the Sentinel fault runs and mutations (30-40 s each; -torture.long runs them too)")
+	plainExec    = flag.Bool("torture.plainexec", true, "mix raw UPDATEs (db.Exec, which retires the namespace) into the plain-GORM writers of the default and long runs")
+	redisCluster = flag.Bool("torture.cluster", false, "run the Redis Cluster fault runs and TestTortureCluster (-torture.long runs them too)")
+	strict       = flag.Bool("torture.strict", true, "no exemption for the two failure modes the harness found and the library fixed (stale L1 after a process pause, writes whose COMMIT reply was lost); false reproduces the relaxed check used before the fixes")
 )
 
 // TestMain lets the test binary serve as an instance process (the parent
@@ -87,8 +88,9 @@ func longProfile() profile {
 // the hot rows through the plugin beside the repository's writers.
 func defaultRun() profile {
 	p := shortProfile()
-	p.faults = withFaults(allFaults, issue10Faults)
+	p.faults = withFaults(allFaults, issue10Faults, map[faultKind]int{fExternal: 1})
 	p.outsideRows, p.longRows, p.gormWriters, p.gormExecEvery = 10, 10, 1, plainExecEvery()
+	p.externalRows = 20
 	return p
 }
 
@@ -109,8 +111,8 @@ func plainExecEvery() time.Duration {
 // instance.
 func longRun() profile {
 	p := longProfile()
-	p.faults = withFaults(allFaults, issue10Faults, map[faultKind]int{fRDBRestore: 1, fPausedRestore: 1, fWriterShutdown: 1, fKill9: 1})
-	p.outsideRows, p.longRows, p.l2TTL = 20, 20, 5*time.Second
+	p.faults = withFaults(allFaults, issue10Faults, map[faultKind]int{fRDBRestore: 1, fPausedRestore: 1, fWriterShutdown: 1, fKill9: 1, fExternal: 2})
+	p.outsideRows, p.longRows, p.externalRows, p.l2TTL = 20, 20, 20, 5*time.Second
 	p.gormWriters, p.gormExecEvery = 1, plainExecEvery()
 	return p
 }
@@ -124,7 +126,33 @@ func longSentinelRun() profile {
 	p.duration, p.minOps, p.minFaults = 3*time.Minute, 0, 0
 	p.faults = withFaults(p.faults, map[faultKind]int{fSentinelFailover: 2, fSentinelKill: 2})
 	delete(p.faults, fRedisRestart) // a restart of the primary is the same as the kill above, without the lag
+	delete(p.faults, fExternal)     // the change feed's lease on a Sentinel deployment is left to the changefeed tests
 	return p
+}
+
+// clusterRun is the Redis Cluster profile: three instances on a cluster of
+// three primaries with a replica each (cluster clients, sharded pub/sub),
+// slots of hot rows, of the epoch key and of the bus channel failed over
+// and migrated, with the network and process faults that apply to a
+// cluster mixed in (the faults on one server's state, restarts, SCRIPT
+// FLUSH, CLIENT PAUSE, maxmemory, do not address a cluster).
+func clusterRun() profile {
+	p := shortProfile()
+	p.name, p.cluster, p.instances, p.duration = "cluster", true, 3, 40*time.Second
+	p.faults = map[faultKind]int{fClusterFailover: 3, fClusterMigrate: 3, fReset: 1, fCut: 1, fCutBus: 1, fBlackhole: 1, fLatency: 1, fSigstop: 1, fPGKill: 1}
+	p.outsideRows, p.longRows, p.gormWriters = 10, 10, 1
+	p.faults[fOutsideWrite] = 1
+	return p
+}
+
+// TestTortureCluster runs the Redis Cluster profile (with
+// -torture.cluster; -torture.long runs it as TestTorture/cluster) and
+// requires zero violations and convergence.
+func TestTortureCluster(t *testing.T) {
+	if !*redisCluster {
+		t.Skip("a Redis Cluster run takes about a minute: -torture.cluster")
+	}
+	tortureRun(t, clusterRun())
 }
 
 // TestTorture runs the short profile (or, with -torture.long, the long
@@ -137,6 +165,11 @@ func TestTorture(t *testing.T) {
 	}
 	t.Run("single", func(t *testing.T) { tortureRun(t, longRun()) })
 	t.Run("sentinel", func(t *testing.T) { tortureRun(t, longSentinelRun()) })
+	t.Run("cluster", func(t *testing.T) {
+		p := clusterRun()
+		p.duration = 3 * time.Minute
+		tortureRun(t, p)
+	})
 }
 
 func tortureRun(t *testing.T, p profile) {
