@@ -25,13 +25,17 @@ import (
 
 // instance is one process of the application.
 type instance struct {
-	db       *gorm.DB
-	rdb      *redis.Client // for the acknowledgement log the stale-read check uses
-	acks     string        // its key
-	c        *cache.Cache
-	bus      *invalidation.Bus
-	products *repository.Repository[Product, int64]
-	queries  atomic.Int64 // SELECTs this process ran on the products table
+	id        int
+	db        *gorm.DB
+	dsn       string
+	namespace string
+	rdb       *redis.Client // for the acknowledgement log the stale-read check uses, and the relay's lease
+	acks      string        // its key
+	feed      *feed         // the change-feed relay, once started
+	c         *cache.Cache
+	bus       *invalidation.Bus
+	products  *repository.Repository[Product, int64]
+	queries   atomic.Int64 // SELECTs this process ran on the products table
 
 	reads, checked, stale, writes, conflicts atomic.Int64
 	degraded                                 atomic.Int64           // writes committed whose invalidation Redis did not confirm in time
@@ -46,7 +50,7 @@ func runChild(id int, redisAddr, dsn, namespace string) error {
 		return err
 	}
 	defer env.Close()
-	in := &instance{db: env.DB, rdb: env.Redis, acks: namespace + ":demo-acks"}
+	in := &instance{id: id, db: env.DB, dsn: dsn, namespace: namespace, rdb: env.Redis, acks: namespace + ":demo-acks"}
 	env.DB.Callback().Query().After("gorm:query").Register("demo:count", func(tx *gorm.DB) {
 		if tx.Statement.Table == (Product{}).TableName() {
 			in.queries.Add(1)
@@ -68,6 +72,7 @@ func runChild(id int, redisAddr, dsn, namespace string) error {
 	if in.products, err = repository.New[Product, int64](env.DB, in.c, repository.Options{}); err != nil {
 		return err
 	}
+	defer in.stopFeed()
 
 	sc := bufio.NewScanner(os.Stdin)
 	out := json.NewEncoder(os.Stdout)
@@ -101,6 +106,7 @@ func (in *instance) handle(ctx context.Context, req request) (response, error) {
 			}
 			r.Tiers = append(r.Tiers, tier)
 			r.Versions = append(r.Versions, uint64(p.Version))
+			r.Prices = append(r.Prices, p.PriceCents)
 		}
 		return r, nil
 	case "update":
@@ -163,6 +169,14 @@ func (in *instance) handle(ctx context.Context, req request) (response, error) {
 		return response{Took: time.Since(t0)}, err
 	case "load":
 		return response{}, in.load(ctx, req)
+	case "feed-start":
+		return response{}, in.startFeed(in.id, req.Slot)
+	case "feed-status":
+		return in.feedStatus()
+	case "feed-stop":
+		return response{}, in.stopFeed()
+	case "watch-price":
+		return in.watchPrice(ctx, req)
 	case "stats":
 		cs, bs := in.c.Stats(), in.bus.Stats()
 		return response{Stats: &summary{

@@ -6,12 +6,26 @@
 //	go run ./example/multiinstance -instances 5 -duration 10s
 //	go run ./example/multiinstance -redis 127.0.0.1:6379 \
 //	    -dsn 'host=127.0.0.1 user=postgres dbname=test sslmode=disable'
+//	go run ./example/multiinstance -redis 127.0.0.1:6379 \
+//	    -dsn 'host=127.0.0.1 port=5433 user=postgres dbname=test sslmode=disable'  # wal_level=logical
 //
 // The program starts the servers (or uses the ones given), launches the
 // instances as child processes of itself, and walks them through a scenario,
 // printing each step: reads by tier, an update and how long the others took
 // to see it, a stampede on a cold key, a killed subscription, a period of
-// mixed traffic in which every read is checked, and a summary per instance.
+// mixed traffic in which every read is checked, the change feed, and a
+// summary per instance.
+//
+// The change-feed step needs PostgreSQL with wal_level=logical (and a role
+// with REPLICATION); on SQLite or another wal_level it prints one line
+// saying so and is skipped. Every instance starts a changefeed.Relay on a
+// slot and publication named for the run; one takes the lease and streams,
+// the others stand by. A plain SQL UPDATE through a database/sql connection
+// of the parent's own, which knows nothing of gormcache nor of the version
+// column, then changes a row every instance has in L1; the step prints the
+// value each instance reads before and after, and how long after the
+// UPDATE committed each saw it. The slot and publication are dropped when
+// the program ends.
 package main
 
 import (

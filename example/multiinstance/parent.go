@@ -106,6 +106,7 @@ func runParent(redisAddr, dsn string, n int, duration time.Duration) error {
 	if err != nil {
 		return err
 	}
+	defer dropFeed(env, namespace) // after the instances (and their relays) stopped
 	var ps []*proc
 	defer func() {
 		for _, p := range ps {
@@ -205,6 +206,11 @@ func runParent(redisAddr, dsn string, n int, duration time.Duration) error {
 	if _, err := all(ps, func(p *proc) request {
 		return request{Cmd: "load", Duration: duration, Writer: p.n == 1}
 	}); err != nil {
+		return err
+	}
+
+	// The change feed: a write no instance made.
+	if err := runFeed(ctx, env, ps, namespace); err != nil {
 		return err
 	}
 

@@ -23,7 +23,7 @@ func (Product) TableName() string { return "gormcache_demo_products" }
 // stdin and reads one JSON response per line from its stdout.
 
 type request struct {
-	Cmd      string        `json:"cmd"` // read, update, watch, stampede, wait-recovery, load, stats, quit
+	Cmd      string        `json:"cmd"` // read, update, watch, stampede, wait-recovery, load, stats, feed-start, feed-status, feed-stop, watch-price, quit
 	IDs      []int64       `json:"ids,omitempty"`
 	ID       int64         `json:"id,omitempty"`
 	Version  uint64        `json:"version,omitempty"`
@@ -32,6 +32,8 @@ type request struct {
 	Duration time.Duration `json:"duration,omitempty"`
 	Writer   bool          `json:"writer,omitempty"`
 	Rows     int64         `json:"rows,omitempty"`
+	Slot     string        `json:"slot,omitempty"`  // the relay's slot and publication (feed-start)
+	Price    int64         `json:"price,omitempty"` // the price to wait for (watch-price)
 }
 
 type response struct {
@@ -43,6 +45,10 @@ type response struct {
 	Took     time.Duration `json:"took,omitempty"`
 	Queries  int64         `json:"queries,omitempty"`
 	Stats    *summary      `json:"stats,omitempty"`
+	Prices   []int64       `json:"prices,omitempty"`
+	IsLeader bool          `json:"is_leader,omitempty"` // the instance's relay holds the lease
+	Token    int64         `json:"token,omitempty"`     // its fencing token
+	FeedErr  string        `json:"feed_err,omitempty"`  // the last error its relay recovered from
 }
 
 // summary is what an instance reports at the end.
