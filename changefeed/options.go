@@ -80,8 +80,9 @@ type Options struct {
 
 	// Redis holds the leader lease. Required.
 	Redis redis.UniversalClient
-	// LeaseKey is the lease's Redis key; its fencing counter and the
-	// slot's marker live beside it. Default "gormcache:relay:<Slot>".
+	// LeaseKey is the lease's Redis key; its fencing counter lives beside
+	// it (the slot's marks live in PostgreSQL, so losing Redis loses no
+	// feed state). Default "gormcache:relay:<Slot>".
 	LeaseKey string
 	// LeaseTTL is the lease's lifetime; the leader renews it every
 	// LeaseTTL/3 and stops acknowledging once 4/5 of it passed without a

@@ -32,7 +32,9 @@
 // (a writer cut off from Redis cannot tell anyone until it reaches it
 // again; the epoch bump then retires everything written before).
 //
-// Deployments: a single Redis node or a failover (Sentinel) client. A Redis
-// Cluster client works too, since every cache script touches one hash slot
-// and a plain PUBLISH reaches every node's subscribers.
+// Deployments: a single Redis node, a failover (Sentinel) client or a Redis
+// Cluster client. Every cache script touches one hash slot; on a cluster
+// client the bus uses sharded pub/sub (SPUBLISH/SSUBSCRIBE, channels hash-
+// tagged to one slot) unless Options.Transport says otherwise, since a
+// classic PUBLISH is copied to every node of the cluster.
 package invalidation
