@@ -9,29 +9,37 @@ BENCHCOUNT ?= 6
 
 .PHONY: test services vet lint bench bench-cache fuzz demo torture
 
-## test: make PostgreSQL and Redis answer (start or install them), then vet and run every test with -race.
+# The modules whose tests and vet run besides the library's and the examples': each is its own
+# workspace (its go.work), so that its test-only dependencies stay out of the library's go.mod
+# and do not raise what the library resolves. benchmarks/ is vetted by lint and run by bench.
+NESTED := contrib/prometheus contrib/otel internal/fidelity
+
+## test: make PostgreSQL and Redis answer (start or install them), then vet and run every test with -race:
+## the library and example/ (one workspace, go.work), then each module of NESTED.
 ## Packages run one at a time (-p 1): the fault tests check staleness bounds against the wall clock,
 ## and on two cores the torture package's instance processes would otherwise starve the
 ## heartbeats of the invalidation tests running beside them.
-## internal/fidelity is its own module (its test-only dependencies stay out of the library's go.mod).
 test: services vet
-	$(GO) test -race -count=1 -p 1 -timeout 30m ./...
-	cd internal/fidelity && $(GO) test -race -count=1 -timeout 10m ./...
+	$(GO) test -race -count=1 -p 1 -timeout 30m ./... ./example/...
+	@for m in $(NESTED); do echo "cd $$m && $(GO) test -race -count=1 -timeout 10m ./..."; \
+		(cd $$m && $(GO) test -race -count=1 -timeout 10m ./...) || exit 1; done
 
 services:
 	bash .ci/services.sh
 	bash .ci/logical-pg.sh
 
+## vet: go vet of the library, example/ and each module of NESTED.
 vet:
-	$(GO) vet ./...
-	cd internal/fidelity && $(GO) vet ./...
+	$(GO) vet ./... ./example/...
+	@for m in $(NESTED); do echo "cd $$m && $(GO) vet ./..."; (cd $$m && $(GO) vet ./...) || exit 1; done
 
 ## lint: gofmt, go vet and staticcheck.
 lint: vet
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
-	$(GO) run honnef.co/go/tools/cmd/staticcheck@v0.7.0 ./...
+	$(GO) run honnef.co/go/tools/cmd/staticcheck@v0.7.0 ./... ./example/...
 	cd benchmarks && $(GO) vet ./... && $(GO) run honnef.co/go/tools/cmd/staticcheck@v0.7.0 ./...
-	cd internal/fidelity && $(GO) run honnef.co/go/tools/cmd/staticcheck@v0.7.0 ./...
+	@for m in $(NESTED); do echo "cd $$m && staticcheck ./..."; \
+		(cd $$m && $(GO) run honnef.co/go/tools/cmd/staticcheck@v0.7.0 ./...) || exit 1; done
 
 ## bench-cache: the library's own benchmarks (cache, repository, propagation); medians with benchstat.
 ## Rounds are interleaved (every benchmark once per round), so that a pair compared in the README
