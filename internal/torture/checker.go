@@ -200,7 +200,7 @@ func (r *Report) String() string {
 		for _, st := range ExternalStyles {
 			styles = append(styles, fmt.Sprintf("%s %d", st, r.ExternalByStyle[st]))
 		}
-		fmt.Fprintf(&b, "external writes (plain SQL, covered by the change feed): acknowledged %d (%s), conflicts %d, failed %d, rolled back %d; reads answering not found after a DELETE %d\n",
+		fmt.Fprintf(&b, "external writes (plain SQL, seen only by the change feed): acknowledged %d (%s), conflicts %d, failed %d, rolled back %d; reads answering not found after a DELETE %d\n",
 			r.ExternalWrites, strings.Join(styles, ", "), r.ExternalConflicts, r.ExternalFailed, r.ExternalRollbacks, r.NotFoundAfterDelete)
 	}
 	fmt.Fprintf(&b, "degraded writes (invalidation missed Redis) %d (never covered by an epoch bump: %d), epoch changes %d; failed writes whose value was read (they committed) %d\n",

@@ -95,6 +95,39 @@
 // from invalidation.Options.OnApply) must not serve an older version of the
 // key from then on.
 //
+// # Writes the library never sees, and Redis Cluster
+//
+//   - external-writer: another program (external.go) writes the table with
+//     plain SQL on a database/sql connection of its own (the pgx driver; no
+//     GORM, no plugin, no cache): UPDATEs that raise the version as the
+//     schema demands, under optimistic locking or blind with RETURNING
+//     (other columns computed from the row), several hot rows in one
+//     transaction, and DELETEs and re-INSERTs of rows only it writes
+//     (Config.ExternalRows), a tenth of them rolled back (a third of the
+//     multi-row ones), each acknowledged when COMMIT returns. Every instance
+//     runs a changefeed.Relay on the table (one leader through the Redis
+//     lease, LeaseTTL 1 s); every other burst the leader is killed -9 while
+//     the writes go on, and another relay takes over. The run is then on
+//     the logical cluster (GORMCACHE_PG_LOGICAL_DSN); without it the fault
+//     case is skipped and the default and long runs leave the kind out,
+//     saying so in the log. The checker bounds these writes by B_check plus
+//     feedBound (harness_test.go: LeaseTTL*4/3 for the takeover, one lease
+//     lifetime for a walsender the dead leader left, 1 s to reconnect), and
+//     reads a "not found" as a read of the latest delete called before it
+//     returned (a delete is recorded at the deleted version plus one, the
+//     re-insert after it). TestExternalWriterWithoutFeed runs it with no
+//     relay and requires stale reads.
+//   - cluster-failover, cluster-migrate (-torture.cluster; TestFaults cases
+//     and TestTortureCluster): the instances use redis.NewClusterClient on
+//     testenv.StartCluster (three primaries with a replica each; sharded
+//     pub/sub), each node through proxies of their own. The slot of a hot
+//     row, of the epoch key or of the bus channel is failed over (CLUSTER
+//     FAILOVER on the replica, or kill -9 of the primary and promotion of
+//     the replica, which lacks what it had not replicated) or moved to
+//     another primary (SETSLOT IMPORTING/MIGRATING, MIGRATE, SETSLOT
+//     NODE). The requirement is the same: lost or moved keys cost misses,
+//     never a stale read.
+//
 // A mitigation the checker cannot catch: GuardWriteDeadline (switched off,
 // an invalidation gets one RedisTimeout attempt instead of retries within
 // WriteTimeout). Off, more writes fail their invalidation, and such writes
@@ -108,8 +141,9 @@
 //
 //	go test ./internal/torture/                                               # checker tests, bad input, short profile, fault runs, mutations
 //	go test -run 'TestFaults|TestMutations' ./internal/torture/ -torture.sentinel # with the Sentinel runs (30-40 s each)
-//	go test -v -run TestTorture -timeout 90m ./internal/torture/ -torture.long # ≥1e6 operations, ≥200 faults, then a Sentinel part
+//	go test -v -run TestTorture -timeout 90m ./internal/torture/ -torture.long # ≥1e6 operations, ≥200 faults, then a Sentinel part and a Redis Cluster part
 //	go test -v ./internal/torture/ -torture.strict=false                      # the relaxed check used before the fixes below
+//	go test -v -run 'TestFaults/Cluster|TestTortureCluster' ./internal/torture/ -torture.cluster # the Redis Cluster runs (the long run has a cluster part too)
 //	go test -v -run 'TestTorture$' ./internal/torture/ -torture.plainexec=false # without the plain-GORM writers' raw UPDATEs
 //
 // (The -torture.* flags go after the package: go test stops reading its own
