@@ -90,7 +90,7 @@ func longProfile() profile {
 // log line, when GORMCACHE_PG_LOGICAL_DSN is not set).
 func defaultRun() profile {
 	p := shortProfile()
-	p.faults = withFaults(allFaults, issue10Faults, map[faultKind]int{fExternal: 1})
+	p.faults = withFaults(allFaults, issue10Faults, map[faultKind]int{fExternal: 3})
 	p.outsideRows, p.longRows, p.gormWriters, p.gormExecEvery = 10, 10, 1, plainExecEvery()
 	p.externalRows = 20
 	return p
