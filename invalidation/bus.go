@@ -67,7 +67,13 @@ type Bus struct {
 	suspectMu sync.Mutex        // protects suspects
 	suspects  map[string]string // unconfirmed key → the origin that will confirm it
 
+	// unsubscribedLogged is set once the bus logged that it could not make
+	// its first subscription (logged once, until it subscribes).
+	unsubscribedLogged atomic.Bool
+
 	st   stats
+	life context.Context    // cancelled by Close: ends a connection attempt in progress
+	end  context.CancelFunc // cancels life
 	stop chan struct{}
 	wg   sync.WaitGroup
 	once sync.Once
@@ -76,6 +82,18 @@ type Bus struct {
 // New subscribes to the namespace's channel, attaches the bus to c as its
 // Publisher, and starts its goroutines. L1 is not served until the
 // subscription is confirmed and healthy; WaitHealthy waits for that.
+//
+// New does not wait for Redis: a process that starts during a Redis outage
+// starts, and serves from Redis and the database. If the first subscription
+// cannot be established within SubscribeTimeout (or ctx's deadline, if
+// sooner) — Redis refuses connections, or accepts them and never answers —
+// New still returns the bus, with a nil error, and logs a warning
+// (Options.Logger) once; the bus keeps retrying (backing off up to 1 s
+// between attempts, each bounded by SubscribeTimeout) until it subscribes
+// or is closed. Meanwhile L1 stays off, Healthy and Stats().Healthy are
+// false and Stats().Subscribes is 0. A program that must not start without
+// the bus calls WaitHealthy with a deadline after New, and closes the bus
+// and fails if it returns an error.
 func New(ctx context.Context, c *cache.Cache, opts Options) (*Bus, error) {
 	if c == nil {
 		return nil, fmt.Errorf("%w: nil cache", ErrInvalidOptions)
@@ -107,6 +125,9 @@ func New(ctx context.Context, c *cache.Cache, opts Options) (*Bus, error) {
 	if o.QueueLen == 0 {
 		o.QueueLen = DefaultQueueLen
 	}
+	if o.SubscribeTimeout == 0 {
+		o.SubscribeTimeout = DefaultSubscribeTimeout
+	}
 	if o.Logger == nil {
 		o.Logger = c.Logger()
 	}
@@ -115,8 +136,8 @@ func New(ctx context.Context, c *cache.Cache, opts Options) (*Bus, error) {
 		return nil, fmt.Errorf("%w: InstanceID longer than %d bytes", ErrInvalidOptions, MaxOrigin)
 	case o.PingInterval < 0 || o.HealthWindow <= o.PingInterval:
 		return nil, fmt.Errorf("%w: HealthWindow (%v) must exceed PingInterval (%v)", ErrInvalidOptions, o.HealthWindow, o.PingInterval)
-	case o.PublishTimeout < 0 || o.QueueLen < 0:
-		return nil, fmt.Errorf("%w: negative PublishTimeout or QueueLen", ErrInvalidOptions)
+	case o.PublishTimeout < 0 || o.QueueLen < 0 || o.SubscribeTimeout < 0:
+		return nil, fmt.Errorf("%w: negative PublishTimeout, QueueLen or SubscribeTimeout", ErrInvalidOptions)
 	case o.Transport < TransportAuto || o.Transport > TransportSharded:
 		return nil, fmt.Errorf("%w: unknown Transport %v", ErrInvalidOptions, o.Transport)
 	}
@@ -144,13 +165,41 @@ func New(ctx context.Context, c *cache.Cache, opts Options) (*Bus, error) {
 	if err := c.SetPublisher(b); err != nil {
 		return nil, err
 	}
-	b.subs.ps, b.subs.last = b.subscribe(ctx), time.Now()
+	b.life, b.end = context.WithCancel(context.Background())
+	b.subs.ps, b.subs.last = b.firstSubscription(ctx), time.Now()
 	b.wg.Add(4)
 	go b.receive()
 	go b.ping()
 	go b.watch()
 	go b.send()
 	return b, nil
+}
+
+// firstSubscription makes the bus's subscription within SubscribeTimeout.
+// When Redis does not take it, the subscription is returned all the same
+// (the receive loop keeps making it) and the failure is logged.
+func (b *Bus) firstSubscription(ctx context.Context) *redis.PubSub {
+	ctx, cancel := context.WithTimeout(ctx, b.opts.SubscribeTimeout)
+	defer cancel()
+	ps := b.subscribe(ctx)
+	// go-redis does not report a failed SUBSCRIBE: a PING on the same
+	// connection does, and reconnects once more if the first attempt failed
+	// fast (a refused connection). Its reply is read by the receive loop.
+	if err := ps.Ping(ctx); err != nil {
+		b.notSubscribed(err)
+	}
+	return ps
+}
+
+// notSubscribed logs, once, that the bus could not make its first
+// subscription.
+func (b *Bus) notSubscribed(err error) {
+	if b.st.subscribes.Load() > 0 || !b.unsubscribedLogged.CompareAndSwap(false, true) {
+		return
+	}
+	b.opts.Logger.Warn("gormcache: invalidation bus could not subscribe; L1 is not served until it does "+
+		"(reads go to Redis and the source); retrying",
+		"namespace", b.ns, "instance", b.id, "error", err, "subscribe_timeout", b.opts.SubscribeTimeout)
 }
 
 // InstanceID returns the id this instance publishes under.
@@ -178,11 +227,14 @@ func (b *Bus) WaitHealthy(ctx context.Context) error {
 
 // Close detaches the bus from the cache, closes the subscription and stops
 // every goroutine. L1 stays off afterwards: without the bus this instance
-// cannot know of other instances' writes. Close is idempotent.
+// cannot know of other instances' writes. Close is idempotent. A connection
+// attempt in progress (Redis down) is abandoned; Close waits for it at most
+// SubscribeTimeout.
 func (b *Bus) Close() error {
 	var err error
 	b.once.Do(func() {
 		close(b.stop)
+		b.end()
 		b.c.SetPublisher(nil)
 		b.c.SetLocalServing(false)
 		b.healthy.Store(false)

@@ -17,7 +17,10 @@ const (
 	// with the default window keeps the same bound.
 	DefaultHealthWindow   = cache.DefaultStalenessBound
 	DefaultPublishTimeout = 100 * time.Millisecond
-	DefaultQueueLen       = 10000
+	// DefaultSubscribeTimeout bounds each attempt to establish the
+	// subscription; see Options.SubscribeTimeout.
+	DefaultSubscribeTimeout = time.Second
+	DefaultQueueLen         = 10000
 )
 
 // Options configures a Bus. The zero value means defaults.
@@ -46,6 +49,12 @@ type Options struct {
 	// an attempt must not sit in the client's own retries while the events
 	// behind it wait. Default 100 ms.
 	PublishTimeout time.Duration
+	// SubscribeTimeout bounds each attempt to establish the subscription
+	// connection (dial, handshake, SUBSCRIBE): the one New makes before it
+	// returns, and every reconnection after a connection error, so that a
+	// Redis that accepts connections and never answers holds neither New
+	// nor Close longer than this. Default 1 second.
+	SubscribeTimeout time.Duration
 	// QueueLen bounds the events waiting to be published while Redis is
 	// unreachable. Beyond it the oldest are dropped; subscribers see the gap
 	// in sequence numbers and flush. Default 10000.

@@ -17,10 +17,16 @@ import (
 // L1 and turns it back on.
 func (b *Bus) receive() {
 	defer b.wg.Done()
-	ctx := context.Background()
 	backoff := 10 * time.Millisecond
+	// A (re)connection happens inside the call that needs it, with its
+	// context: the deadline bounds it (a Redis that accepts and never
+	// answers), and Close's cancellation ends it. The deadline is never
+	// shorter than HealthWindow, which bounds each read.
+	connect := max(b.opts.SubscribeTimeout, b.opts.HealthWindow)
 	for !b.closed() {
+		ctx, cancel := context.WithTimeout(b.life, connect)
 		msg, err := b.sub().ReceiveTimeout(ctx, b.opts.HealthWindow)
+		cancel()
 		if err != nil {
 			var nerr interface{ Timeout() bool }
 			timeout := errors.As(err, &nerr) && nerr.Timeout()
@@ -37,6 +43,7 @@ func (b *Bus) receive() {
 				continue // silence: the pinger keeps asking
 			}
 			b.st.connErrors.Add(1)
+			b.notSubscribed(err)
 			if !b.sleep(backoff) { // Redis refuses connections: do not spin
 				return
 			}
