@@ -20,7 +20,7 @@ import (
 func benchRow() row { return sampleRow(42, 7) }
 
 func BenchmarkL1Hit(b *testing.B) {
-	c, _ := newCache(b, nil)
+	c, _ := newCache(b, singleInstance) // L1TTL, not DefaultStalenessBound: every read an L1 hit
 	s := newSource()
 	s.put("hot", benchRow())
 	mustGet(b, c, "hot", s)
@@ -35,7 +35,7 @@ func BenchmarkL1Hit(b *testing.B) {
 }
 
 func BenchmarkL1HitParallel(b *testing.B) {
-	c, _ := newCache(b, nil)
+	c, _ := newCache(b, singleInstance)
 	s := newSource()
 	for i := 0; i < 64; i++ {
 		s.put("hot:"+strconv.Itoa(i), benchRow())
@@ -147,7 +147,7 @@ func benchGetMany(b *testing.B, mod func(*Options), warm bool) {
 // BenchmarkGetMany100 reads 100 keys: all in L1, all in Redis only, or none
 // cached (one loader call and one pipelined fill).
 func BenchmarkGetMany100(b *testing.B) {
-	b.Run("L1", func(b *testing.B) { benchGetMany(b, nil, true) })
+	b.Run("L1", func(b *testing.B) { benchGetMany(b, singleInstance, true) })
 	b.Run("L2", func(b *testing.B) { benchGetMany(b, noL1, true) })
 	b.Run("cold", func(b *testing.B) { benchGetMany(b, nil, false) })
 }

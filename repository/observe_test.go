@@ -10,7 +10,9 @@ import (
 
 // TestObserveTier checks that Observe events say which tier served a read.
 func TestObserveTier(t *testing.T) {
-	e := newEnv(t, nil)
+	// One cache on its namespace: L1 entries live L1TTL, so the L1 steps
+	// are L1 hits however slowly the machine runs.
+	e := newEnv(t, func(o *cache.Options) { o.SingleInstance = true })
 	var mu sync.Mutex
 	var events []Event
 	r, err := New[account, int64](e.db, e.c, Options{Observe: func(_ context.Context, ev Event) {

@@ -155,7 +155,9 @@ func run(redisAddr, dsn string) error {
 
 	var tag [4]byte
 	rand.Read(tag[:])
-	c, err := cache.New(ctx, cache.Options{Redis: env.Redis, Namespace: "decorator-" + hex.EncodeToString(tag[:])})
+	// SingleInstance: this process is the only one on its (random)
+	// namespace; several processes would attach an invalidation bus.
+	c, err := cache.New(ctx, cache.Options{Redis: env.Redis, Namespace: "decorator-" + hex.EncodeToString(tag[:]), SingleInstance: true})
 	if err != nil {
 		return err
 	}

@@ -68,7 +68,11 @@ func run(redisAddr, dsn string) error {
 
 	var tag [4]byte
 	rand.Read(tag[:])
-	c, err := cache.New(ctx, cache.Options{Redis: env.Redis, Namespace: "quickstart-" + hex.EncodeToString(tag[:])})
+	// SingleInstance: this process is the only one on its (random)
+	// namespace. Several processes sharing one would each attach an
+	// invalidation bus instead (see example/multiinstance); without either,
+	// L1 entries live only cache.DefaultStalenessBound.
+	c, err := cache.New(ctx, cache.Options{Redis: env.Redis, Namespace: "quickstart-" + hex.EncodeToString(tag[:]), SingleInstance: true})
 	if err != nil {
 		return err
 	}
