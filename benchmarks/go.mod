@@ -1,6 +1,6 @@
 module github.com/gormcache/gormcache/benchmarks
 
-go 1.26.8
+go 1.26.0
 
 require (
 	github.com/allegro/bigcache/v3 v3.1.0

@@ -1,6 +1,6 @@
 module github.com/gormcache/gormcache/contrib/prometheus
 
-go 1.26.8
+go 1.26.0
 
 require (
 	github.com/gormcache/gormcache v0.0.0
