@@ -229,7 +229,7 @@ func TestSlotLost(t *testing.T) {
 	e.streaming(r)
 	e.warm(ids...)
 	r.stop(t)
-	dropSlot(t, e.dsn, e.slot)
+	testenv.DropSlot(t, e.dsn, e.slot, "")
 	e.exec(`UPDATE "` + e.docsTable() + `" SET title = 'in the gap', version = version + 1 WHERE id = 1`)
 	epochs := e.in[1].c.Stats().EpochChanges
 	r2 := start(t, e.options(0))

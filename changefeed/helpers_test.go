@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/redis/go-redis/v9"
 	"gorm.io/driver/postgres"
 	"gorm.io/gorm"
@@ -89,7 +88,7 @@ func newEnv(t *testing.T, n int) *env {
 	e.base = open()
 	// Runs last: the relays (registered later) are closed by then.
 	t.Cleanup(func() {
-		dropSlot(t, dsn, e.slot)
+		testenv.DropSlot(t, dsn, e.slot, "")
 		e.base.Exec(`DROP PUBLICATION IF EXISTS "` + e.pub + `"`)
 		var tables []string
 		e.base.Raw(`SELECT tablename FROM pg_tables WHERE schemaname = current_schema() AND starts_with(tablename, ?)`, e.prefix).Scan(&tables)
@@ -193,30 +192,6 @@ func (e *env) streaming(r *running) {
 		}
 		return e.walsender()
 	}, "relay did not start streaming")
-}
-
-// dropSlot drops a slot, ending a walsender that still streams it.
-func dropSlot(t testing.TB, dsn, slot string) {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	conn, err := pgconn.Connect(ctx, dsn)
-	if err != nil {
-		t.Errorf("drop slot %s: %v", slot, err)
-		return
-	}
-	defer conn.Close(context.Background())
-	for {
-		conn.Exec(ctx, `SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE slot_name = '`+slot+`' AND active_pid IS NOT NULL`).ReadAll()
-		_, err := conn.Exec(ctx, `SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = '`+slot+`'`).ReadAll()
-		if err == nil {
-			return
-		}
-		if ctx.Err() != nil {
-			t.Errorf("drop slot %s: %v", slot, err)
-			return
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
 }
 
 // exec runs raw SQL through base (no cache involved: an outside writer).

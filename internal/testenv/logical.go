@@ -97,3 +97,37 @@ func RestartLogicalPG(t testing.TB) {
 		return err == nil && l == "logical"
 	}, "postgres %s %s did not answer after restart", ver, name)
 }
+
+// DropSlot drops a replication slot of the logical cluster at dsn, ending a
+// walsender that still streams it (retried until that walsender is gone),
+// and, if publication is not empty, the publication. A failure is reported
+// with t.Errorf: cleanup must not stop at the first error.
+func DropSlot(t testing.TB, dsn, slot, publication string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	conn, err := pgconn.Connect(ctx, dsn)
+	if err != nil {
+		t.Errorf("drop slot %s: %v", slot, err)
+		return
+	}
+	defer conn.Close(context.Background())
+	lit := "'" + strings.ReplaceAll(slot, "'", "''") + "'"
+	for {
+		conn.Exec(ctx, `SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE slot_name = `+lit+` AND active_pid IS NOT NULL`).ReadAll()
+		_, err := conn.Exec(ctx, `SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = `+lit).ReadAll()
+		if err == nil {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Errorf("drop slot %s: %v", slot, err)
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if publication == "" {
+		return
+	}
+	if _, err := conn.Exec(ctx, `DROP PUBLICATION IF EXISTS "`+strings.ReplaceAll(publication, `"`, `""`)+`"`).ReadAll(); err != nil {
+		t.Errorf("drop publication %s: %v", publication, err)
+	}
+}

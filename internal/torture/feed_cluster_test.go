@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgconn"
 	"gorm.io/driver/postgres"
 	"gorm.io/gorm"
 	"gorm.io/gorm/logger"
@@ -50,7 +49,7 @@ func prefixedOn(t *testing.T, dsn string) *gorm.DB {
 func (cl *cluster) startFeed(dsn string) {
 	t := cl.t
 	cl.slot = testenv.Name(t)
-	t.Cleanup(func() { dropFeed(t, dsn, cl.slot) })
+	t.Cleanup(func() { testenv.DropSlot(t, dsn, cl.slot, cl.slot) })
 	stmt := &gorm.Statement{DB: cl.db}
 	if err := stmt.Parse(&Row{}); err != nil {
 		t.Fatal(err)
@@ -71,34 +70,6 @@ func (cl *cluster) startFeed(dsn string) {
 		x.Close()
 		log.Close()
 	})
-}
-
-// dropFeed drops the replication slot (terminating a walsender still on
-// it) and the publication.
-func dropFeed(t *testing.T, dsn, slot string) {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	conn, err := pgconn.Connect(ctx, dsn)
-	if err != nil {
-		t.Errorf("drop slot %s: %v", slot, err)
-		return
-	}
-	defer conn.Close(context.Background())
-	for {
-		conn.Exec(ctx, `SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE slot_name = '`+slot+`' AND active_pid IS NOT NULL`).ReadAll()
-		_, err := conn.Exec(ctx, `SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = '`+slot+`'`).ReadAll()
-		if err == nil {
-			break
-		}
-		if ctx.Err() != nil {
-			t.Errorf("drop slot %s: %v", slot, err)
-			return
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	if _, err := conn.Exec(ctx, `DROP PUBLICATION IF EXISTS "`+slot+`"`).ReadAll(); err != nil {
-		t.Errorf("drop publication %s: %v", slot, err)
-	}
 }
 
 // externalBurst runs the external writer for d. Every other burst (the
