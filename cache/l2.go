@@ -197,8 +197,13 @@ return 0
 // alive), and then sets it, so that
 // every instance noticing one restart, failover or restore moves the
 // namespace to one new epoch. A raised epoch is max(epoch + 1, now, ARGV[3]
-// + 1), ARGV[3] being the highest epoch the caller has seen: epochs are
-// never reused, even after Redis restarts from an older snapshot. The keys
+// + 1), ARGV[3] being the highest epoch the caller has used: epochs are
+// never reused, even after Redis restarts from an older snapshot. An epoch
+// below ARGV[3] is raised in every mode (ARGV[4] == '1' enables that rule):
+// the caller used a later epoch on another server (a client that left this
+// server and came back, a restore the marker does not reveal), so this one
+// lacks what the caller wrote since, and its entries must not be served,
+// also when the incarnation's marker exists. The keys
 // live ARGV[2] ms from their last use: longer than any entry of the epoch.
 // The script writes first (PEXPIRE, which Redis allows when out of memory),
 // because Redis then lets a script's later writes through: a bump must land
@@ -206,7 +211,7 @@ return 0
 var epochScript = redis.NewScript(`
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
 local e = tonumber(redis.call('GET', KEYS[1]) or '0') or 0
-local raise = e == 0 or ARGV[1] == 'bump'
+local raise = e == 0 or ARGV[1] == 'bump' or (ARGV[4] == '1' and e < (tonumber(ARGV[3]) or 0))
 if ARGV[1] == 'incarnation' then
   if redis.call('PEXPIRE', KEYS[2], ARGV[2]) == 0 then
     raise = true
@@ -503,7 +508,7 @@ func (l *l2) readEpoch(ctx context.Context, mode, inc string) (uint64, error) {
 	run := func(ctx context.Context) error {
 		var err error
 		s, err = epochScript.Run(ctx, l.rdb, []string{l.epochKey(), l.markerKey(inc)}, mode, l.epochTTL.Milliseconds(),
-			strconv.FormatUint(l.maxEpoch.Load(), 10)).Text()
+			strconv.FormatUint(l.maxEpoch.Load(), 10), guardArg(failpoint.GuardEpochRegress)).Text()
 		return err
 	}
 	var err error

@@ -127,6 +127,10 @@ const (
 	// GuardRetire stamps the tombstone of a retiring invalidation (a write
 	// made around the library) above every version cached for the key.
 	GuardRetire = "guard/retire"
+	// GuardEpochRegress moves a server to a new epoch when its epoch is
+	// below one the cache has used: the server has not seen what the cache
+	// wrote since (it came back to a server it had left).
+	GuardEpochRegress = "guard/epoch-regress"
 )
 
 type point struct{ name, key string }
