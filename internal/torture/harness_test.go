@@ -845,8 +845,16 @@ func (cl *cluster) converge(res *result, healed time.Time) {
 	}
 	time.Sleep(wait)
 	giveUp := time.Now().Add(10 * time.Second)
-	for first := true; ; first = false {
+	for first := true; ; {
 		bad, err := cl.compare()
+		if err != nil && time.Now().Before(giveUp) {
+			// The comparison could not be made (a peek or the database
+			// query failed on a loaded machine): that is no disagreement,
+			// and the check at 2B is the first comparison that completes.
+			t.Logf("convergence check: could not compare (retrying): %v", err)
+			time.Sleep(100 * time.Millisecond)
+			continue
+		}
 		Explain(bad, res.ops)
 		var real, explained []Disagreement
 		for _, d := range bad {
@@ -872,6 +880,7 @@ func (cl *cluster) converge(res *result, healed time.Time) {
 			}
 			return
 		}
+		first = false
 		time.Sleep(100 * time.Millisecond)
 	}
 }
