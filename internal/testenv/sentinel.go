@@ -56,15 +56,35 @@ func StartSentinelGroup(t testing.TB, replicas int, extra ...string) *SentinelGr
 	own := func(args ...string) []string {
 		return append(append([]string{"--dir", t.TempDir(), "--dbfilename", "dump.rdb"}, args...), extra...)
 	}
-	primary := StartRedis(t, own()...)
-	g.Servers = append(g.Servers, primary)
-	for range replicas {
-		g.Servers = append(g.Servers, StartRedis(t, own("--replicaof", "127.0.0.1", strconv.Itoa(primary.Port))...))
-	}
-	for _, s := range g.Servers {
+	// Each server runs from a config file of its own, and the replicas are
+	// made replicas at run time (REPLICAOF, CONFIG REWRITE), not by an
+	// argument: a server restarts as the sentinels last configured it (they
+	// rewrite the file on every reconfiguration), not as a replica of the
+	// first primary whatever happened since, which made a restarted primary
+	// a replica of its own replica.
+	for range 1 + replicas {
+		s := &RedisServer{t: t, Port: freePort(t), Args: own(), Conf: filepath.Join(t.TempDir(), "redis.conf")}
+		if err := os.WriteFile(s.Conf, nil, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		s.Start()
+		t.Cleanup(s.Stop)
+		g.Servers = append(g.Servers, s)
 		c := redis.NewClient(&redis.Options{Addr: s.Addr(), ContextTimeoutEnabled: true, MaxRetries: -1})
 		g.admin[s.Addr()] = c
 		t.Cleanup(func() { c.Close() })
+	}
+	primary := g.Servers[0]
+	for _, s := range g.Servers[1:] {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		err := g.admin[s.Addr()].ReplicaOf(ctx, "127.0.0.1", strconv.Itoa(primary.Port)).Err()
+		if err == nil {
+			err = g.admin[s.Addr()].ConfigRewrite(ctx).Err()
+		}
+		cancel()
+		if err != nil {
+			t.Fatalf("replica %s: %v", s.Addr(), err)
+		}
 	}
 	dir := t.TempDir()
 	for i := range 3 {
@@ -311,8 +331,9 @@ func (g *SentinelGroup) waitNewMaster(ctx context.Context, old string) (string, 
 // killed, so it cannot resynchronise), lets writes go on for lag, kills the
 // primary with SIGKILL, and waits until the sentinels promote the replica
 // (which then lacks every write of the lag window). The old primary is
-// started again (empty) afterwards; the sentinels reconfigure it as a
-// replica. It returns the new master's address.
+// started again afterwards, from its config file (a primary) and whatever
+// dump.rdb its directory holds; the sentinels reconfigure it as a replica.
+// It returns the new master's address.
 func (g *SentinelGroup) KillLaggingPrimary(lag, timeout time.Duration) (string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
@@ -341,7 +362,10 @@ func (g *SentinelGroup) KillLaggingPrimary(lag, timeout time.Duration) (string, 
 	g.t.Logf("%s: killed the primary %s (replicas cut %v before); %s promoted %v later",
 		killed.Add(-lag).Format("15:04:05.000"), s.Addr(), lag, addr, time.Since(killed).Round(time.Millisecond))
 	for _, r := range replicas {
+		// A sentinel's reconfiguration may have rewritten the wrong
+		// password into the file: rewrite it without.
 		r.ConfigSet(context.Background(), "masterauth", "")
+		r.ConfigRewrite(context.Background())
 	}
 	s.Start()
 	return addr, werr

@@ -177,7 +177,11 @@ func Table(t testing.TB, db *gorm.DB) string {
 type RedisServer struct {
 	t    testing.TB
 	Port int
-	Args []string   // extra redis-server arguments (e.g. "--maxmemory", "2mb"), given on every Start
+	Args []string // extra redis-server arguments (e.g. "--maxmemory", "2mb"), given on every Start
+	// Conf, if set, is a configuration file given to redis-server before
+	// the arguments: what CONFIG REWRITE stores in it (a sentinel's REPLICAOF)
+	// holds across restarts, as on a server run from a config file.
+	Conf string
 	mu   sync.Mutex // protects cmd
 	cmd  *exec.Cmd
 }
@@ -208,8 +212,12 @@ func (s *RedisServer) Start() {
 	if s.cmd != nil {
 		return
 	}
-	args := append([]string{"--port", strconv.Itoa(s.Port), "--bind", "127.0.0.1",
-		"--save", "", "--appendonly", "no", "--daemonize", "no", "--loglevel", "warning"}, s.Args...)
+	var args []string
+	if s.Conf != "" {
+		args = append(args, s.Conf)
+	}
+	args = append(append(args, "--port", strconv.Itoa(s.Port), "--bind", "127.0.0.1",
+		"--save", "", "--appendonly", "no", "--daemonize", "no", "--loglevel", "warning"), s.Args...)
 	cmd := exec.Command("redis-server", args...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL} // a killed test binary leaves no server behind
 	if err := cmd.Start(); err != nil {
