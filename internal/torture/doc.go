@@ -178,4 +178,12 @@
 //     connection (a restart or failover breaks them all) and discards a
 //     reply that crossed a change; cache.TestRestoreWithinVouch reproduces
 //     it with one cache, the mutation conn-identity/rdb-restore here.
+//   - Stale reads of its own writes in the long run's Sentinel part led
+//     to this one: an instance whose client was sent to another primary for
+//     a while (a split: the restarted old primary also answering as one)
+//     and then back to the server it had left resumed that server's epoch,
+//     since its incarnation marker existed, and read its own overwritten
+//     rows back from entries that lacked the tombstones it had written
+//     elsewhere. An epoch below one the cache has used is now raised like a
+//     new incarnation's; cache.TestReturnToEarlierServer reproduces it.
 package torture
