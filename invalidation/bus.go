@@ -57,9 +57,12 @@ type Bus struct {
 
 	strictTimingOut atomic.Bool // a strict wait timed out and none was acknowledged since (logged once)
 
-	healthMu sync.Mutex   // serialises health transitions (receive and watchdog goroutines)
-	healthy  atomic.Bool  // written with healthMu held
-	heard    atomic.Int64 // unix nanoseconds of the last message received (heartbeats included)
+	healthMu sync.Mutex  // serialises health transitions (receive and watchdog goroutines)
+	healthy  atomic.Bool // written with healthMu held
+	// subscribedAt is when the current subscription was confirmed (the
+	// cache's clock, as heartbeats carry it); guarded by healthMu.
+	subscribedAt time.Time
+	heard        atomic.Int64 // unix nanoseconds of the last message received (heartbeats included)
 
 	gaps *gaps // per-origin sequence numbers awaited
 	acks *acks // acknowledgements of this instance's probes, probes awaiting ours
@@ -300,10 +303,14 @@ func (b *Bus) vouchLocked(since time.Time) {
 // PUBLISHes, so every event published before it has been received. A
 // heartbeat, unlike a PING, is a write: when Redis does not execute writes
 // (CLIENT PAUSE WRITE, a read-only failover), heartbeats stop along with the
-// events, and L1 stops being served.
+// events, and L1 stops being served. Only a heartbeat published after the
+// current subscription was confirmed turns the bus healthy (subscribed).
 func (b *Bus) heartbeat(sent time.Time) {
 	b.healthMu.Lock()
 	defer b.healthMu.Unlock()
+	if sent.Before(b.subscribedAt) && !failpoint.Disabled(failpoint.GuardSubscribedBeat) {
+		return // it proves nothing about the path to this subscription
+	}
 	if b.healthy.Load() {
 		b.vouchLocked(sent)
 		return

@@ -230,8 +230,10 @@ func TestCluster(t *testing.T) {
 				t.Errorf("L1 not flushed on the resubscription")
 			}
 			// Both subscriptions are on the slot's shard (its primary, or a
-			// replica of it, which gets the SPUBLISHes in the replication
-			// stream, in order).
+			// replica of it, which gets the SPUBLISHes over the cluster bus
+			// once the primary knows it as its replica: the bus serves L1
+			// only after a heartbeat published after the subscription came
+			// back, TestClusterResubscribedOnDemotedPrimary).
 			owner, _ := rc.Owner(ctx, slot)
 			testenv.Eventually(t, 10*time.Second, func() bool {
 				total := int64(0)

@@ -59,15 +59,7 @@ func (b *Bus) receive() {
 				continue
 			}
 			if (m.Kind == "subscribe" || m.Kind == "ssubscribe") && m.Channel == b.channel {
-				// A new subscription: whatever was published before it is
-				// unknown to us. Forget L1 and re-read the epoch.
-				n := b.st.subscribes.Add(1)
-				b.logSubscribed(n)
-				b.gaps.reset()
-				b.setHealthy(false, "resubscribed")
-				b.refreshEpoch()
-				b.heard.Store(time.Now().UnixNano())
-				b.setHealthy(true, "")
+				b.subscribed()
 			}
 		case *redis.Message:
 			if m.Channel == b.ackCh {
@@ -86,6 +78,32 @@ func (b *Bus) receive() {
 			}
 			b.apply([]byte(m.Payload))
 		}
+	}
+}
+
+// subscribed handles the confirmation of a new subscription: whatever was
+// published before it is unknown to us, so L1 is off until it is flushed,
+// and the epoch is re-read. A confirmation does not prove that what is
+// published from now on reaches the subscription: on a cluster it may sit
+// on a replica (a demoted primary that its client's stale slot map still
+// names), which receives its primary's SPUBLISHes over the cluster bus only
+// once the primary has learnt that it is one of its replicas, and every
+// message published until then is lost for it. So L1 comes back (flushed)
+// only with a heartbeat of this instance published after the confirmation
+// (heartbeat): a message published after that heartbeat, on the same
+// primary, reaches the subscription too.
+func (b *Bus) subscribed() {
+	n := b.st.subscribes.Add(1)
+	b.logSubscribed(n)
+	b.gaps.reset()
+	b.setHealthy(false, "resubscribed")
+	b.refreshEpoch()
+	b.healthMu.Lock()
+	b.subscribedAt = b.c.Now()
+	b.healthMu.Unlock()
+	b.heard.Store(time.Now().UnixNano())
+	if failpoint.Disabled(failpoint.GuardSubscribedBeat) {
+		b.setHealthy(true, "")
 	}
 }
 

@@ -146,11 +146,13 @@ func (b *Bus) resubscribeAfter() time.Duration {
 // (SUNSUBSCRIBE pushed by a node that lost the slot: slot migration,
 // failover) or refused (MOVED on a node that is no longer the slot's
 // primary): go-redis reconnects a broken subscription, but not one on a
-// live connection to the wrong node. The new subscription is routed with
-// a reloaded slot map; its confirmation is handled as every
-// (re)subscription is: L1 flushed, the epoch re-read, then healthy. Until
-// then L1 is served only within HealthWindow of the last heartbeat
-// received, which vouched only for what was published before it.
+// live connection to the wrong node. The slot map is reloaded in the
+// background, so the new subscription may still go to the old node (after a
+// failover, a replica now, which accepts it); its confirmation is handled
+// as every (re)subscription is (subscribed): L1 off and the epoch re-read,
+// then L1 flushed and served again once a heartbeat published after it has
+// come back. Until then L1 is served only within HealthWindow of the last
+// heartbeat received, which vouched only for what was published before it.
 func (b *Bus) resubscribe() {
 	if !b.sharded {
 		return

@@ -89,6 +89,11 @@ const (
 	// GuardResubscribeFlush is the invalidation bus's L1 flush on every
 	// (re)subscription and return to health.
 	GuardResubscribeFlush = "guard/resubscribe-flush"
+	// GuardSubscribedBeat makes a (re)subscribed invalidation bus wait for
+	// one of its heartbeats published after the subscription was confirmed
+	// before it serves L1; switched off, the confirmation alone turns it
+	// healthy.
+	GuardSubscribedBeat = "guard/subscribed-beat"
 	// GuardHealth is the invalidation bus's health gate: L1 is not served
 	// while the subscription is silent or broken.
 	GuardHealth = "guard/health"
