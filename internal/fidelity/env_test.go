@@ -37,8 +37,11 @@ func newCache(t *testing.T, rdb *redis.Client, codec cache.Codec) *cache.Cache {
 	t.Helper()
 	// A small L1: bigcache allocates L1MaxBytes up front, and the suite
 	// opens hundreds of caches (on a loaded machine, allocating the default
-	// 64 MiB each took the run past its timeout).
-	c, err := cache.New(ctx, cache.Options{Redis: rdb, Namespace: testenv.Namespace(t, rdb), Codec: codec, L1MaxBytes: 4 << 20, L1Shards: 16})
+	// 64 MiB each took the run past its timeout). SingleInstance: each
+	// cache is alone on its namespace, and the tier checks expect an L1
+	// entry to live L1TTL, not the capped lifetime of a cache without a bus.
+	c, err := cache.New(ctx, cache.Options{Redis: rdb, Namespace: testenv.Namespace(t, rdb), Codec: codec,
+		L1MaxBytes: 4 << 20, L1Shards: 16, SingleInstance: true})
 	if err != nil {
 		t.Fatal(err)
 	}
