@@ -350,6 +350,7 @@ func TestSuspectRemote(t *testing.T) {
 		ns := testenv.Namespace(t, rdb)
 		w, _ := cacheOn(t, proxy.Addr(), ns, func(o *Options) { o.WriteTimeout = 200 * time.Millisecond })
 		r, _ := cacheOn(t, addr, ns, nil)
+		r.SetLocalServing(true) // the test is r's bus: it calls SuspectRemote
 		ctx := context.Background()
 		s := newSource()
 		s.put("k", sampleRow(1, 1))

@@ -36,7 +36,13 @@ func TestCorruptL2BytesAreAMiss(t *testing.T) {
 	} {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
-			c, rdb := newCache(t, noL1)
+			// Generous Redis timeouts: the test is about corrupt bytes, and a
+			// call timing out on a loaded machine would trip the breaker
+			// and skip Redis instead.
+			c, rdb := newCache(t, func(o *Options) {
+				noL1(o)
+				o.RedisTimeout, o.WriteTimeout = 2*time.Second, 4*time.Second
+			})
 			ctx := context.Background()
 			switch name {
 			case "bad payload":
