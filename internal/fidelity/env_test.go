@@ -40,8 +40,15 @@ func newCache(t *testing.T, rdb *redis.Client, codec cache.Codec) *cache.Cache {
 	// 64 MiB each took the run past its timeout). SingleInstance: each
 	// cache is alone on its namespace, and the tier checks expect an L1
 	// entry to live L1TTL, not the capped lifetime of a cache without a bus.
+	// Generous Redis timeouts and a slow identity check: on a loaded machine
+	// a call timing out at the default 100 ms, or an identity check starved
+	// past three 50 ms intervals (Redis is then not read at all: fail
+	// closed), sends a read to the database and leaves its entry out of
+	// Redis; the suite checks which tier served each read, not how the
+	// cache copes with a slow Redis (the fault tests do).
 	c, err := cache.New(ctx, cache.Options{Redis: rdb, Namespace: testenv.Namespace(t, rdb), Codec: codec,
-		L1MaxBytes: 4 << 20, L1Shards: 16, SingleInstance: true})
+		L1MaxBytes: 4 << 20, L1Shards: 16, SingleInstance: true,
+		RedisTimeout: 2 * time.Second, WriteTimeout: 4 * time.Second, ServerCheckInterval: time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -302,9 +302,11 @@ func checkTier(t *testing.T, what string, tr tier, before, after cache.Stats, sm
 		}
 	}
 	if bad != "" {
-		t.Errorf("%s: not served by the %s tier: %s (L1Hits +%d, L2Hits +%d, Misses +%d, SchemaMismatches +%d, L1Skips +%d, RejectedFills +%d, DecodeErrors +%d)",
+		t.Errorf("%s: not served by the %s tier: %s (L1Hits +%d, L2Hits +%d, Misses +%d, SchemaMismatches +%d, L1Skips +%d, RejectedFills +%d, DecodeErrors +%d, RedisErrors +%d, RedisSkips +%d, EpochChanges +%d, Incarnations +%d, Suspects +%d)",
 			what, tr, bad, l1, l2, miss, after.SchemaMismatches-before.SchemaMismatches, after.L1Skips-before.L1Skips,
-			after.RejectedFills-before.RejectedFills, after.DecodeErrors-before.DecodeErrors)
+			after.RejectedFills-before.RejectedFills, after.DecodeErrors-before.DecodeErrors,
+			after.RedisErrors-before.RedisErrors, after.RedisSkips-before.RedisSkips, after.EpochChanges-before.EpochChanges,
+			after.Incarnations-before.Incarnations, after.Suspects-before.Suspects)
 	}
 }
 
