@@ -91,8 +91,14 @@ const feedLeaseTTL = time.Second
 // most one more lease lifetime, and the reconnection is allowed 1 s here
 // (the relays' MaxBackoff is 500 ms; a session starts on a loaded machine).
 // The changefeed tests' feedBound (15 s) is a loose limit for loaded CI
-// runs, not the bound.
-const feedBound = feedLeaseTTL*4/3 + feedLeaseTTL + time.Second
+// runs, not the bound. Like B_check's 250 ms over HealthWindow, the check
+// adds a scheduling slack (feedSlack): on 2 shared cores under -race, with
+// a CPU hog, a takeover ran up to 0.2 s past the stated bound (its steps are
+// timers, connections and process starts, all at the scheduler's mercy).
+const feedBound = feedLeaseTTL*4/3 + feedLeaseTTL + time.Second + feedSlack
+
+// feedSlack is the scheduling slack of feedBound (see there).
+const feedSlack = time.Second
 
 // verboseFaults are logged with their start time (they are rare and
 // change the server under the instances).
