@@ -39,10 +39,7 @@ func TestCorruptL2BytesAreAMiss(t *testing.T) {
 			// Generous Redis timeouts: the test is about corrupt bytes, and a
 			// call timing out on a loaded machine would trip the breaker
 			// and skip Redis instead.
-			c, rdb := newCache(t, func(o *Options) {
-				noL1(o)
-				o.RedisTimeout, o.WriteTimeout = 2*time.Second, 4*time.Second
-			})
+			c, rdb := newCache(t, func(o *Options) { noL1(o); generousTimeouts(o) })
 			ctx := context.Background()
 			switch name {
 			case "bad payload":
@@ -138,7 +135,7 @@ func TestSchemaChangeIsAMiss(t *testing.T) {
 // TestScriptFlush checks that the scripts survive SCRIPT FLUSH (as after a
 // Redis restart or failover): NOSCRIPT is handled transparently.
 func TestScriptFlush(t *testing.T) {
-	c, rdb := newCache(t, noL1)
+	c, rdb := newCache(t, func(o *Options) { noL1(o); generousTimeouts(o) })
 	ctx := context.Background()
 	s := newSource()
 	s.put("a", sampleRow(1, 1))
@@ -305,7 +302,9 @@ func TestTombstonesCrossEpochs(t *testing.T) {
 	rdb := testenv.Redis(t)
 	ns := testenv.Namespace(t, rdb)
 	mk := func() *Cache {
-		c, err := New(context.Background(), Options{Redis: rdb, Namespace: ns, L1MaxBytes: -1, EpochInterval: time.Hour})
+		o := Options{Redis: rdb, Namespace: ns, L1MaxBytes: -1, EpochInterval: time.Hour}
+		generousTimeouts(&o)
+		c, err := New(context.Background(), o)
 		if err != nil {
 			t.Fatal(err)
 		}

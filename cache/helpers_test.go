@@ -119,6 +119,14 @@ func newCache(t testing.TB, mod func(*Options)) (*Cache, *redis.Client) {
 // two reads.
 func singleInstance(o *Options) { o.SingleInstance = true }
 
+// generousTimeouts is for tests of what Redis holds, not of how the cache
+// copes with a slow Redis: on a loaded machine a call can take longer than
+// the default RedisTimeout (100 ms), or an invalidation than WriteTimeout
+// (1 s), and the test would then fail on the scheduler, not on the cache.
+func generousTimeouts(o *Options) {
+	o.RedisTimeout, o.WriteTimeout = 2*time.Second, 5*time.Second
+}
+
 func mustGet(t testing.TB, c *Cache, key string, s *fakeSource, opts ...ReadOption) row {
 	t.Helper()
 	v, err := Get(context.Background(), c, key, s.load, opts...)
