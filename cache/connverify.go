@@ -112,6 +112,9 @@ func (v *connVerifier) onConnect(ctx context.Context, cn *redis.Conn) error {
 // connIdentity handles the identity id of the server behind a new
 // connection (or the error reading it).
 func (c *Cache) connIdentity(id string, err error) {
+	if err == nil {
+		c.srv.newest.Store(&id)
+	}
 	known := c.srv.known.Load()
 	if known == nil || c.srv.noInfo.Load() || c.closed.Load() {
 		return // nothing adopted yet (the first check adopts), or INFO refused

@@ -35,7 +35,11 @@ type server struct {
 	asked    atomic.Bool // CONFIG GET answered (a policy, or a refusal) for the identity in use
 
 	known atomic.Pointer[string] // the adopted identity (stored with mu held), for the connection hook
-	wake  chan struct{}          // wakes the watcher: a connection saw another identity
+	// newest is the identity of the server behind the newest connection
+	// (nil until one reported it): a check that reads another one ran on
+	// an older connection to another server, and vouches for nothing.
+	newest atomic.Pointer[string]
+	wake   chan struct{} // wakes the watcher: a connection saw another identity
 
 	// vouchMu orders the vouch against the connection hook: gen moves and
 	// until is cleared together, and a check vouches only if gen did not
@@ -132,6 +136,9 @@ func (c *Cache) checkServer(ctx context.Context) error {
 		c.vouch(gen, maxTime)
 		return nil
 	}
+	if c.mixedServers(id) {
+		return errMixedServers
+	}
 	if id != c.srv.identity && (c.srv.identity == "" || !failpoint.Disabled(failpoint.GuardIncarnation)) {
 		c.srv.vouchMu.Lock()
 		c.srv.gen.Add(1)
@@ -158,6 +165,33 @@ func (c *Cache) checkServer(ctx context.Context) error {
 	}
 	c.vouch(gen, time.Now().Add(3*c.opts.ServerCheckInterval).UnixNano())
 	return nil
+}
+
+// errMixedServers is a check answered by another server than the one behind
+// the client's newest connection.
+var errMixedServers = errors.New("gormcache: the client's connections reach more than one Redis server")
+
+// mixedServers reports whether the identity id, read by a check, is not the
+// one a new connection reported last: the client's connections then reach
+// two servers (a failover client dials the promoted replica while its older
+// connections still reach the old primary, which takes writes until it is
+// demoted and loses them when it resynchronises). A check answered by the
+// old server must not vouch for replies that may come from the new one (or
+// the reverse): Redis is not read, and replies in flight are discarded,
+// until a check reads the newest server's identity (and adopts it).
+func (c *Cache) mixedServers(id string) bool {
+	if _, single := c.opts.Redis.(*redis.Client); !single {
+		return false // a cluster's or ring's connections reach many servers by design
+	}
+	n := c.srv.newest.Load()
+	if n == nil || strings.Contains(","+id+",", ","+*n+",") || failpoint.Disabled(failpoint.GuardMixedServers) {
+		return false
+	}
+	c.srv.vouchMu.Lock()
+	c.srv.gen.Add(1)
+	c.srv.until.Store(0)
+	c.srv.vouchMu.Unlock()
+	return true
 }
 
 // vouch lets Redis be read until the wall-clock time until, unless the
@@ -227,15 +261,20 @@ func (c *Cache) watchServer() {
 	defer c.bg.Done()
 	t := time.NewTicker(c.opts.ServerCheckInterval)
 	defer t.Stop()
+	var again <-chan time.Time // a sooner check while the connections reach two servers
 	for {
 		select {
 		case <-c.stop:
 			return
 		case <-t.C:
 		case <-c.srv.wake:
+		case <-again:
 		}
+		again = nil
 		ctx, cancel := context.WithTimeout(context.Background(), c.opts.RedisTimeout)
-		_ = c.checkServer(ctx)
+		if errors.Is(c.checkServer(ctx), errMixedServers) {
+			again = time.After(c.opts.ServerCheckInterval / 10)
+		}
 		cancel()
 	}
 }

@@ -136,6 +136,12 @@ const (
 	// below one the cache has used: the server has not seen what the cache
 	// wrote since (it came back to a server it had left).
 	GuardEpochRegress = "guard/epoch-regress"
+	// GuardMixedServers vouches for the server only when the identity check
+	// reads the server behind the newest connection: while the client's
+	// connections reach two servers (a failover client's pool in the moment
+	// a replica is promoted), a check answered by the old one vouches for
+	// nothing.
+	GuardMixedServers = "guard/mixed-servers"
 )
 
 type point struct{ name, key string }
