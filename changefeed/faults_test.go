@@ -135,21 +135,28 @@ func TestFailover(t *testing.T) {
 		}
 	}()
 	w := e.write(ids, 10*time.Millisecond)
-	leaderOf := func() (*running, *running) {
-		if r0.Stats().IsLeader {
-			return r0, r1
-		}
-		return r1, r0
-	}
 	// 1. The leader's lease is deleted under it: it must stop before
 	// acknowledging more, and the other (or it) takes over.
 	testenv.Eventually(t, feedBound, func() bool { return w.count() >= 20 }, "writer stalled")
+	applied0, applied1 := r0.Stats().AppliedTxns, r1.Stats().AppliedTxns
 	if err := e.rdb.Del(context.Background(), e.ns+":relay").Err(); err != nil {
 		t.Fatal(err)
 	}
 	// 2. The leader is closed (it releases its lease): the other takes over.
+	// "The leader" is the one that streams again after the deletion (just
+	// after it, a relay may hold the new lease and not have streamed yet).
 	testenv.Eventually(t, feedBound, func() bool { return w.count() >= 50 }, "writer stalled")
-	leader, other := leaderOf()
+	var leader, other *running
+	testenv.Eventually(t, feedBound, func() bool {
+		s0, s1 := r0.Stats(), r1.Stats()
+		switch {
+		case s0.IsLeader && !s1.IsLeader && s0.AppliedTxns > applied0:
+			leader, other = r0, r1
+		case s1.IsLeader && !s0.IsLeader && s1.AppliedTxns > applied1:
+			leader, other = r1, r0
+		}
+		return leader != nil
+	}, "no relay streams after the lease was deleted")
 	leader.stop(t)
 	testenv.Eventually(t, feedBound, func() bool { return other.Stats().IsLeader }, "no takeover after the leader closed")
 	w.wait(t)
