@@ -215,9 +215,18 @@ func TestExternalWriterWithoutFeed(t *testing.T) {
 	p.name, p.externalRows, p.noRelays, p.convergence = "external-writer-without-feed", 20, true, false
 	p.duration = 6 * time.Second
 	p.faultGap = span{200 * time.Millisecond, 500 * time.Millisecond}
-	res := newCluster(t, p).run()
-	t.Log("\n" + res.summary(p))
-	if res.report.StaleReads == 0 {
-		t.Errorf("no stale read without the change feed: the run does not exercise it")
+	// One stale read proves the point. On a loaded machine the bus may be
+	// unhealthy most of a run (L1 flushed again and again, few entries
+	// live long enough to go stale), so up to three runs are made.
+	for attempt := 1; ; attempt++ {
+		res := newCluster(t, p).run()
+		t.Log("\n" + res.summary(p))
+		if res.report.StaleReads > 0 {
+			return
+		}
+		if attempt == 3 {
+			t.Errorf("no stale read without the change feed in %d runs: the run does not exercise it", attempt)
+			return
+		}
 	}
 }
