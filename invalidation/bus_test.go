@@ -161,6 +161,9 @@ func TestWriteVisibleEverywhere(t *testing.T) {
 			t.Fatalf("instance %d: %+v", i+1, st)
 		}
 	}
+	// The writer's own event comes back on its subscription in its own
+	// time (the others' applying it says nothing of when).
+	testenv.Eventually(t, 10*time.Second, func() bool { return cl.ins[0].bus.Stats().OwnEvents >= 1 }, "the writer's own event never came back")
 	if st := cl.ins[0].bus.Stats(); st.Sent != 1 || st.OwnEvents != 1 || st.KeysApplied != 0 {
 		t.Fatalf("writer: %+v", st)
 	}
