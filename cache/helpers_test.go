@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"reflect"
 	"sync"
 	"sync/atomic"
@@ -140,3 +141,27 @@ func mustGet(t testing.TB, c *Cache, key string, s *fakeSource, opts ...ReadOpti
 func isNotFound(err error) bool { return errors.Is(err, ErrNotFound) }
 
 func reflectTypeOf[T any]() reflect.Type { return reflect.TypeFor[T]() }
+
+// switchingClient returns a client whose every new connection dials the
+// server last passed to its switch (first), closed when t ends; mod may
+// adjust its options (pool size). It lets a test move a client between
+// servers as a failover or a split does.
+func switchingClient(t testing.TB, first *testenv.RedisServer, mod func(*redis.Options)) (*redis.Client, func(*testenv.RedisServer)) {
+	var target atomic.Pointer[string]
+	to := func(s *testenv.RedisServer) {
+		addr := s.Addr()
+		target.Store(&addr)
+	}
+	to(first)
+	o := &redis.Options{Addr: "switch", ContextTimeoutEnabled: true, MaxRetries: -1,
+		Dialer: func(ctx context.Context, network, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, network, *target.Load())
+		}}
+	if mod != nil {
+		mod(o)
+	}
+	rdb := redis.NewClient(o)
+	t.Cleanup(func() { rdb.Close() })
+	return rdb, to
+}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"net"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -43,19 +42,9 @@ func mixedPoolAfterPromotion(t *testing.T) (stale bool) {
 	if err := adminNew.ReplicaOf(ctx, host, port).Err(); err != nil {
 		t.Fatal(err)
 	}
-	var target atomic.Pointer[string]
-	to := func(s *testenv.RedisServer) {
-		addr := s.Addr()
-		target.Store(&addr)
-	}
-	to(oldP)
-	rdb := redis.NewClient(&redis.Options{Addr: "switch", ContextTimeoutEnabled: true, MaxRetries: -1,
-		PoolSize: 2, MaxIdleConns: 1, PoolTimeout: 3 * time.Second,
-		Dialer: func(ctx context.Context, network, _ string) (net.Conn, error) {
-			var d net.Dialer
-			return d.DialContext(ctx, network, *target.Load())
-		}})
-	t.Cleanup(func() { rdb.Close() })
+	rdb, to := switchingClient(t, oldP, func(o *redis.Options) {
+		o.PoolSize, o.MaxIdleConns, o.PoolTimeout = 2, 1, 3*time.Second
+	})
 	c, err := New(ctx, Options{Redis: rdb, Namespace: "mixed", L1MaxBytes: -1, RedisTimeout: 2 * time.Second, WriteTimeout: 3 * time.Second,
 		EpochInterval: time.Minute, ServerCheckInterval: 10 * time.Second})
 	if err != nil {

@@ -2,8 +2,6 @@ package cache
 
 import (
 	"context"
-	"net"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -25,18 +23,7 @@ import (
 func TestReturnToEarlierServer(t *testing.T) {
 	bothWays(t, []string{failpoint.GuardEpochRegress}, func(t *testing.T) bool {
 		a, b := testenv.StartRedis(t), testenv.StartRedis(t)
-		var target atomic.Pointer[string]
-		to := func(s *testenv.RedisServer) {
-			addr := s.Addr()
-			target.Store(&addr)
-		}
-		to(b)
-		rdb := redis.NewClient(&redis.Options{Addr: "switch", ContextTimeoutEnabled: true, MaxRetries: -1,
-			Dialer: func(ctx context.Context, network, _ string) (net.Conn, error) {
-				var d net.Dialer
-				return d.DialContext(ctx, network, *target.Load())
-			}})
-		t.Cleanup(func() { rdb.Close() })
+		rdb, to := switchingClient(t, b, nil)
 		c, err := New(context.Background(), Options{Redis: rdb, Namespace: "ret", L1MaxBytes: -1,
 			EpochInterval: 50 * time.Millisecond, ServerCheckInterval: 20 * time.Millisecond})
 		if err != nil {
